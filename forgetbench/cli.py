@@ -1,0 +1,128 @@
+"""Command line: `forgetbench eval | tasks | demo`.
+
+Each subcommand imports what it needs only when it runs, so `forgetbench tasks` and `--help` start
+instantly. A UserError becomes one line on stderr and exit code 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+DEFAULT_DB = "forgetbench.duckdb"
+
+
+def _task_list(value: str) -> tuple[str, ...]:
+    return tuple(t for part in value.split(",") for t in [part.strip()] if t)
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="score a (base, tuned) pair: gain on the target, drop on each probe")
+    p.add_argument("base", help="base model: HF dir, hub id[@rev], .gguf, PEFT adapter dir, "
+                                "smollm2-135m-instruct, or fake:SCRIPT.json")
+    p.add_argument("tuned", help="tuned model (same forms as BASE)")
+    p.add_argument("--suite", default="core", help="task suite: core (real benchmarks) or lite (generated)")
+    p.add_argument("--tasks", type=_task_list, default=(), help="comma-separated task names (overrides --suite)")
+    p.add_argument("--target", help="the task the tuned model was trained on; other targets then count as probes")
+    p.add_argument("--limit", type=int, help="seeded subsample of N rows per task (stratified by cluster)")
+    p.add_argument("--data-dir", type=Path, help="local data: DIR/<org>__<name>[/<config>]/<split>.jsonl")
+    p.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)),
+                   help=f"DuckDB store (default {DEFAULT_DB} or $FORGETBENCH_DB)")
+    p.add_argument("--backend", choices=["hf", "vllm", "fake"], default="hf")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32", "auto"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-gen-toks", type=int, help="override every generative task's generation length")
+    p.add_argument("--no-chat-template", action="store_true", help="prompt instruct models without their chat template")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm")
+    p.add_argument("--data-parallel-size", type=int, default=1, help="vllm")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+
+def cmd_eval(args) -> int:
+    from .pair import EvalRequest, evaluate_pair
+    from .records import EvalSettings
+    from .report import render_table, to_json
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise UserError(f"--data-dir {args.data_dir} is not a directory")
+    settings = EvalSettings(
+        backend=args.backend, dtype=args.dtype, device=args.device, batch_size=args.batch_size,
+        chat_template=not args.no_chat_template, seed=args.seed, max_gen_toks=args.max_gen_toks,
+        tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+    )
+    req = EvalRequest(base=args.base, tuned=args.tuned, suite=args.suite, tasks=args.tasks,
+                      target=args.target, limit=args.limit, data_dir=args.data_dir, db=args.db,
+                      settings=settings)
+    report = evaluate_pair(req)
+    if args.json:
+        print(json.dumps(to_json(report), indent=2))
+    else:
+        print(render_table(report))
+        print(f"\nstored in {args.db}")
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from . import registry
+
+    rows = sorted(registry.all_tasks().values(), key=lambda t: (t.suites, t.role != "target", t.name))
+    if args.json:
+        print(json.dumps([{
+            "name": t.name, "role": t.role, "suites": list(t.suites), "version": t.version,
+            "primary_metric": t.primary_metric, "chance": t.chance, "cluster_key": t.cluster_key,
+            "strata_key": t.strata_key, "sources": [s.describe() for s in t.sources],
+        } for t in rows], indent=2))
+        return 0
+    print(f"{'task':<16}{'role':<8}{'suite':<7}{'version':<9}{'primary metric':<32}{'chance':<8}source")
+    for t in rows:
+        src = "; ".join(s.describe() for s in t.sources)
+        print(f"{t.name:<16}{t.role:<8}{','.join(t.suites):<7}{t.version:<9}{t.primary_metric:<32}{t.chance:<8.2f}{src}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(db=args.db, force=args.force)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="forgetbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_eval(sub)
+    t = sub.add_parser("tasks", help="list the registered tasks")
+    t.add_argument("--json", action="store_true")
+    d = sub.add_parser("demo", help="bundled model -> short SFT on lite countdown -> eval on the lite suite")
+    d.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)))
+    d.add_argument("--force", action="store_true", help="redo the SFT even if a cached checkpoint exists")
+    return parser
+
+
+COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"forgetbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("forgetbench: interrupted; finished tasks are stored and will be reused", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""`forgetbench eval BASE TUNED`: score both models on the chosen tasks, reusing stored runs, and
+compare them item by item.
+
+Order of work: resolve both models (hash only, no weights loaded) -> load every task's rows ->
+for each model, find the (task, data, settings) runs the store lacks -> load that model once and
+score only those, committing each task as it finishes -> pair statistics -> store the pair.
+A second tuned model against the same base therefore never re-runs the base, and a rerun after an
+interruption redoes no finished task.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import data, harness, registry
+from .errors import UserError
+from .records import Docs, EvalSettings, ModelRef, PairReport, TaskSpec
+from .store import Store, run_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    base: str
+    tuned: str
+    suite: str = "core"
+    tasks: tuple[str, ...] = ()
+    target: str | None = None
+    limit: int | None = None
+    data_dir: Path | None = None
+    db: Path = Path("forgetbench.duckdb")
+    settings: EvalSettings = field(default_factory=EvalSettings)
+
+
+def select_tasks(suite: str, names: tuple[str, ...], target: str | None) -> list[TaskSpec]:
+    specs = [registry.get(n) for n in names] if names else registry.suite(suite)
+    if target is not None:
+        t = registry.get(target)
+        if t.role != "target":
+            raise UserError(f"--target {target}: that task is a {t.role}, not a target task")
+        if t.name not in {s.name for s in specs}:
+            specs.append(t)
+    return specs
+
+
+def role_in_pair(spec: TaskSpec, target: str | None) -> str:
+    """With --target T, the other targets count as probes (they are old skills for this model)."""
+    if target is not None and spec.role == "target" and spec.name != target:
+        return "probe"
+    return spec.role
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def ensure_runs(store: Store, model: ModelRef, label: str, specs, docs: dict[str, Docs],
+                settings: EvalSettings) -> dict[str, str]:
+    """Run id per task for `model`, scoring (and committing) only the tasks the store lacks."""
+    from .backends import build_lm, chat_template_enabled
+
+    chat = chat_template_enabled(model, settings)
+    ids, todo = {}, []
+    for spec in specs:
+        gen = harness.generation_settings(spec, settings, chat)
+        rid = run_id(model.content_hash, spec.name, spec.version, docs[spec.name].data_hash, harness.gen_key(gen))
+        ids[spec.name] = rid
+        if store.has_run(rid):
+            _say(f"[{label}] {spec.name}: cached ({len(docs[spec.name].rows)} items)")
+        else:
+            todo.append(spec)
+    if not todo:
+        return ids
+    _say(f"[{label}] loading {model.spec} ({model.short}) for {len(todo)} task(s)")
+    lm = build_lm(model, settings)
+    try:
+        for spec in todo:
+            _say(f"[{label}] {spec.name}: scoring {len(docs[spec.name].rows)} items")
+            run = harness.score_task(lm, model, spec, docs[spec.name], settings, chat)
+            store.put_run(run)
+    finally:
+        del lm
+        gc.collect()
+    return ids
+
+
+def evaluate_pair(req: EvalRequest) -> PairReport:
+    from .metrics import pair_report
+    from .models import resolve
+
+    specs = select_tasks(req.suite, req.tasks, req.target)
+    base = resolve(req.base, dtype=req.settings.dtype)
+    tuned = resolve(req.tuned, dtype=req.settings.dtype)
+    if (base.kind == "fake") != (tuned.kind == "fake"):
+        raise UserError("mismatched inputs: a fake-backend model can only be compared with another fake model")
+    settings = req.settings
+    if base.kind == "fake" and settings.backend != "fake":
+        settings = EvalSettings(**{**settings.__dict__, "backend": "fake"})
+    docs = {s.name: data.load_docs(s, data_dir=req.data_dir, limit=req.limit, seed=settings.seed) for s in specs}
+    with Store(req.db) as store:
+        store.put_model(base)
+        store.put_model(tuned)
+        base_ids = ensure_runs(store, base, "base", specs, docs, settings)
+        tuned_ids = ensure_runs(store, tuned, "tuned", specs, docs, settings)
+        runs = {
+            s.name: (s, role_in_pair(s, req.target), store.get_run(base_ids[s.name]), store.get_run(tuned_ids[s.name]))
+            for s in specs
+        }
+        pair_settings = {
+            **settings.__dict__,
+            "suite": None if req.tasks else req.suite,
+            "tasks": [s.name for s in specs],
+            "limit": req.limit,
+            "data_dir": str(req.data_dir) if req.data_dir else None,
+            "run_ids": sorted([*base_ids.values(), *tuned_ids.values()]),
+            "versions": harness.package_versions(),
+        }
+        report = pair_report(base, tuned, req.target, runs, pair_settings)
+        from .report import to_json
+
+        store.put_pair(report, to_json(report))
+    return report

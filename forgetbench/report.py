@@ -1,0 +1,135 @@
+"""Rendering a PairReport: an aligned plain-text table for the terminal, and a JSON round trip.
+
+Numbers in the table are points (x100, one decimal): base, tuned, and the signed delta with its
+95% CI, where positive = gain on a target / drop (forgetting) on a probe (see forgetbench.metrics).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from .errors import UserError
+from .records import Estimate, ModelRef, PairReport, TaskDelta
+
+JSON_VERSION = 1
+_HEAD = ("task", "role", "metric", "n", "base", "tuned", "gain/drop [95% CI]", "forgot", "learned")
+_RIGHT = {3, 4, 5, 7, 8}  # numeric columns are right-aligned
+
+
+def _pts(x: float, signed: bool = False) -> str:
+    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+
+
+def _delta_cell(e: Estimate) -> str:
+    return f"{_pts(e.value, True)} [{_pts(e.lo, True)}, {_pts(e.hi, True)}]"
+
+
+def _row(d: TaskDelta, name: str, indent: str) -> list[str]:
+    return [
+        indent + name, d.role if not indent else "", d.metric, str(d.n), _pts(d.base.value), _pts(d.tuned.value),
+        _delta_cell(d.delta), str(d.forgotten), str(d.learned),
+    ]
+
+
+def _model_line(label: str, m: ModelRef) -> str:
+    return f"{label:<6} {m.spec}  ({m.kind}, {m.short})"
+
+
+def render_table(report: PairReport) -> str:
+    """Header with both models and the target, one row per task (sub-rows indented), mean drop."""
+    rows = [list(_HEAD)]
+    for d in report.deltas:
+        rows.append(_row(d, d.task, ""))
+        rows.extend(_row(s, name, "  ") for name, s in d.sub.items())
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEAD))]
+    fmt = lambda r: "  ".join(  # noqa: E731
+        c.rjust(w) if i in _RIGHT else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
+    ).rstrip()
+    lines = [
+        _model_line("base", report.base),
+        _model_line("tuned", report.tuned),
+        f"target {report.target or '(none)'}",
+        "",
+        fmt(rows[0]),
+        "  ".join("-" * w for w in widths),
+        *(fmt(r) for r in rows[1:]),
+        "",
+    ]
+    n_probes = sum(d.role == "probe" for d in report.deltas)
+    if report.mean_drop is None:
+        lines.append("mean drop over probes: n/a (no probes)")
+    else:
+        lines.append(f"mean drop over {n_probes} probe(s): {_delta_cell(report.mean_drop)} points")
+    lines.append("points = x100; gain/drop > 0 means the target improved / a probe got worse")
+    return "\n".join(lines) + "\n"
+
+
+def _plain(x: Any) -> Any:
+    """JSON-native copy (tuples -> lists, unknown objects -> str) so to_json never fails to dump."""
+    return json.loads(json.dumps(x, default=str))
+
+
+def _est_json(e: Estimate | None) -> dict | None:
+    return None if e is None else {"value": e.value, "lo": e.lo, "hi": e.hi}
+
+
+def _delta_json(d: TaskDelta) -> dict:
+    return {
+        "task": d.task,
+        "role": d.role,
+        "metric": d.metric,
+        "n": d.n,
+        "base": _est_json(d.base),
+        "tuned": _est_json(d.tuned),
+        "delta": _est_json(d.delta),
+        "forgotten": d.forgotten,
+        "learned": d.learned,
+        "sub": {k: _delta_json(s) for k, s in d.sub.items()},
+    }
+
+
+def to_json(report: PairReport) -> dict:
+    """Everything in the report as plain JSON data with fixed keys."""
+    return {
+        "version": JSON_VERSION,
+        "base": _plain(asdict(report.base)),
+        "tuned": _plain(asdict(report.tuned)),
+        "target": report.target,
+        "deltas": [_delta_json(d) for d in report.deltas],
+        "mean_drop": _est_json(report.mean_drop),
+        "settings": _plain(report.settings),
+    }
+
+
+def _est_from(d: dict | None) -> Estimate | None:
+    return None if d is None else Estimate(float(d["value"]), float(d["lo"]), float(d["hi"]))
+
+
+def _delta_from(d: dict) -> TaskDelta:
+    return TaskDelta(
+        task=d["task"],
+        role=d["role"],
+        metric=d["metric"],
+        n=int(d["n"]),
+        base=_est_from(d["base"]),
+        tuned=_est_from(d["tuned"]),
+        delta=_est_from(d["delta"]),
+        forgotten=int(d["forgotten"]),
+        learned=int(d["learned"]),
+        sub={k: _delta_from(s) for k, s in (d.get("sub") or {}).items()},
+    )
+
+
+def from_json(d: dict) -> PairReport:
+    if d.get("version", JSON_VERSION) > JSON_VERSION:
+        raise UserError(f"report JSON version {d['version']} is newer than this forgetbench ({JSON_VERSION})")
+    return PairReport(
+        base=ModelRef(**d["base"]),
+        tuned=ModelRef(**d["tuned"]),
+        target=d["target"],
+        deltas=tuple(_delta_from(x) for x in d["deltas"]),
+        mean_drop=_est_from(d["mean_drop"]),
+        settings=d["settings"],
+    )

@@ -1,4 +1,4 @@
-"""Command line: `forgetbench eval | tasks | demo`.
+"""Command line: `forgetbench eval | tasks | demo | law | export | validate`.
 
 Each subcommand imports what it needs only when it runs, so `forgetbench tasks` and `--help` start
 instantly. A UserError becomes one line on stderr and exit code 2; nothing is half-written.
@@ -97,8 +97,42 @@ def cmd_demo(args) -> int:
     return run_demo(db=args.db, force=args.force)
 
 
+def _add_submissions(sub) -> None:
+    e = sub.add_parser("export", help="write a stored pair as a leaderboard entry (results.json + metadata template)")
+    e.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)))
+    e.add_argument("--pair", help="pair id (or a unique prefix)")
+    e.add_argument("--base", help="content hash, unique hash prefix, or spec as stored")
+    e.add_argument("--tuned", help="content hash, unique hash prefix, or spec as stored")
+    e.add_argument("--target", help="with --base/--tuned: the pair's target task")
+    e.add_argument("--out", type=Path, required=True, help="entry folder, e.g. submissions/<id>")
+    e.add_argument("--id", help="entry id (default: the --out folder name)")
+    v = sub.add_parser("validate", help="check leaderboard entries")
+    v.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="entry folders or a submissions root")
+    v.add_argument("--root", type=Path, help="submissions root to compare against (default: the paths' root)")
+    v.add_argument("--json", action="store_true")
+
+
+def cmd_export(args) -> int:
+    from .export import main as export_main
+
+    return export_main(args)
+
+
+def cmd_validate(args) -> int:
+    from .validate import main as validate_main
+
+    return validate_main(args)
+
+
+def cmd_law(args) -> int:
+    from .law import main as law_main
+
+    return law_main(args.db, args.out, args.json, args.x)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="forgetbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="forgetbench", description="Measure catastrophic forgetting: score (base, tuned) pairs, store, compare.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_eval(sub)
     t = sub.add_parser("tasks", help="list the registered tasks")
@@ -106,10 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="bundled model -> short SFT on lite countdown -> eval on the lite suite")
     d.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)))
     d.add_argument("--force", action="store_true", help="redo the SFT even if a cached checkpoint exists")
+    _add_submissions(sub)
+    law = sub.add_parser("law", help="fit forgetting against KL(pi0 || pi) on the target across stored pairs")
+    law.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)))
+    law.add_argument("--out", type=Path, help="plot file, .png or .svg (default <db stem>_law.png)")
+    law.add_argument("--x", choices=["fwd_seq", "fwd_tok", "rev_tok", "tv_tok"], default="fwd_seq")
+    law.add_argument("--json", action="store_true")
     return parser
 
 
-COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo}
+COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "law": cmd_law, "export": cmd_export,
+            "validate": cmd_validate}
 
 
 def main(argv: list[str] | None = None) -> int:

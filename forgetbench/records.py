@@ -72,6 +72,7 @@ class TaskSpec:
     combine: str | None = None  # "module:function" joining several sources into one row list
     description: str = ""
     extra_metrics: tuple[str, ...] = ()  # also reported (e.g. ifeval loose / instruction-level)
+    data_hashes: tuple[str, ...] = ()  # accepted hashes of the canonical (full) evaluation rows
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ without forgetbench's CLI); forgetbench reads its own fields from `metadata.forg
         cluster_key: subject            # optional doc field; CIs resample whole clusters
         strata_key: kind                # optional doc field; primary = mean of per-stratum means
         extra_metrics: [prompt_level_loose_acc]
+        data_hashes: [<sha256>]         # accepted hashes of the full evaluation rows (leaderboard)
         combine: forgetbench.lite.safety:combine   # optional, joins several sources
         sources:
           - {hub: openai/gsm8k, config: main, split: test, revision: null}
@@ -89,6 +90,7 @@ def _spec_from(path: Path, cfg: dict) -> TaskSpec:
         combine=meta.get("combine"),
         description=meta.get("description", ""),
         extra_metrics=tuple(meta.get("extra_metrics") or ()),
+        data_hashes=tuple(meta.get("data_hashes") or ()),
     )
 
 

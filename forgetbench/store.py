@@ -40,9 +40,22 @@ CREATE TABLE IF NOT EXISTS pair_tasks (
   base DOUBLE, base_lo DOUBLE, base_hi DOUBLE, tuned DOUBLE, tuned_lo DOUBLE, tuned_hi DOUBLE,
   delta DOUBLE, delta_lo DOUBLE, delta_hi DOUBLE, forgotten INTEGER, learned INTEGER,
   PRIMARY KEY (pair_id, task, metric));
+CREATE TABLE IF NOT EXISTS kl_samples (
+  sample_set VARCHAR, base_hash VARCHAR, task VARCHAR, data_hash VARCHAR, settings JSON,
+  seq INTEGER, prompt_index INTEGER, doc_id INTEGER, prompt_ids INTEGER[], completion_ids INTEGER[],
+  PRIMARY KEY (sample_set, seq));
+CREATE TABLE IF NOT EXISTS kl_items (
+  sample_set VARCHAR, tuned_hash VARCHAR, seq INTEGER, prompt_index INTEGER, n_tokens INTEGER,
+  fwd DOUBLE, rev DOUBLE, tv DOUBLE, PRIMARY KEY (sample_set, tuned_hash, seq));
+CREATE TABLE IF NOT EXISTS pair_kl (
+  pair_id VARCHAR PRIMARY KEY, task VARCHAR, m_prompts INTEGER, k_samples INTEGER, max_new_tokens INTEGER,
+  seed INTEGER, dtype VARCHAR, n_seq INTEGER, n_tokens BIGINT,
+  fwd_seq DOUBLE, fwd_seq_lo DOUBLE, fwd_seq_hi DOUBLE, fwd_tok DOUBLE, fwd_tok_lo DOUBLE, fwd_tok_hi DOUBLE,
+  rev_tok DOUBLE, rev_tok_lo DOUBLE, rev_tok_hi DOUBLE, tv_tok DOUBLE, tv_tok_lo DOUBLE, tv_tok_hi DOUBLE,
+  settings JSON, created_at TIMESTAMP);
 """
 
-_RESULT_TABLES = ("models", "runs", "items", "pairs", "pair_tasks")
+_RESULT_TABLES = ("models", "runs", "items", "pairs", "pair_tasks", "kl_samples", "kl_items", "pair_kl")
 
 
 def run_id(model_hash: str, task: str, version: str, data_hash: str, gen_key: str) -> str:

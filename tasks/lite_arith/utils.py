@@ -1,0 +1,16 @@
+"""lite_arith: generated rows (forgetbench/lite); scoring is plain lm-eval configuration in the YAML."""
+
+try:
+    import forgetbench  # noqa: F401
+except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` without installing
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from forgetbench.lite import standalone_dataset
+
+
+def dataset(**metadata):
+    """Standalone lm_eval: regenerate the rows from metadata.forgetbench.sources (generator, n, seed)."""
+    return standalone_dataset(**metadata)

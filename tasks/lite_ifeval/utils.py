@@ -1,0 +1,27 @@
+"""lite_ifeval: generated IFEval-schema rows scored by lm-eval's own IFEval checkers.
+
+nltk's punkt_tab is materialized offline (forgetbench/punkt.py) before lm-eval's ifeval modules are
+imported, because importing them otherwise tries to download it.
+"""
+
+try:
+    import forgetbench  # noqa: F401
+except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` without installing
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from forgetbench.lite import standalone_dataset
+from forgetbench.punkt import ensure_punkt_tab
+
+ensure_punkt_tab()
+
+from lm_eval.tasks.ifeval.utils import agg_inst_level_acc, process_results  # noqa: E402
+
+__all__ = ["agg_inst_level_acc", "dataset", "process_results"]
+
+
+def dataset(**metadata):
+    """Standalone lm_eval: regenerate the rows from metadata.forgetbench.sources (generator, n, seed)."""
+    return standalone_dataset(**metadata)

@@ -1,0 +1,21 @@
+"""lite_refusal: generated rows, scored exactly like the safety probe (forgetbench.scoring.refusal)."""
+
+try:
+    import forgetbench  # noqa: F401
+except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` without installing
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from forgetbench.lite import standalone_dataset
+from forgetbench.scoring import refusal
+
+
+def dataset(**metadata):
+    """Standalone lm_eval: regenerate the rows from metadata.forgetbench.sources (generator, n, seed)."""
+    return standalone_dataset(**metadata)
+
+
+def process_results(doc: dict, results: list) -> dict:
+    return refusal.score(doc["prompt"], results[0], doc["kind"])

@@ -1,0 +1,22 @@
+"""safety: thin lm-eval hooks; rows come from forgetbench.safety_data.combine, refusal detection from
+forgetbench.scoring.refusal (string detector, or the judge set by FORGETBENCH_REFUSAL_JUDGE)."""
+
+try:
+    import forgetbench  # noqa: F401
+except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` without installing
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from forgetbench.lite import standalone_dataset
+from forgetbench.scoring import refusal
+
+
+def load_hub(**metadata):
+    """Standalone lm_eval: the four hub sources of metadata.forgetbench, joined by `combine`."""
+    return standalone_dataset(**metadata)
+
+
+def process_results(doc: dict, results: list) -> dict:
+    return refusal.score(doc["prompt"], results[0], doc["kind"])

@@ -1,0 +1,363 @@
+"""`forgetbench validate PATH...`: is a leaderboard entry well-formed, internally consistent and honest
+about its numbers?
+
+Per entry: the schema (forgetbench.submission_schema), folder name == metadata.id, metadata hashes ==
+results hashes, target known; every aggregate recomputed from the per-item rows with
+forgetbench.metrics and the KL estimate with forgetbench.kl.summarize (forgetbench.recompute);
+task versions and data hashes against the registry (a mismatch makes the entry STALE, a warning).
+Across entries of a submissions root: no two entries with the same (base, tuned, target) or id, and
+base scores equal to the canonical entry of the same base (verified first, else the lexicographically
+first reference entry) wherever both ran the same task version, data and generation settings.
+
+`validate_entries(paths)` is the pure core the leaderboard builder calls; it never raises on bad
+input: every problem is a Problem(file, field, problem) in the entry's report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import registry
+from .errors import UserError
+from .recompute import check_numbers, duplicate_rows
+from .submission import (
+    MAX_METADATA_BYTES, MAX_RESULTS_BYTES, MAX_VERIFIED_BYTES, METADATA_FILE, RESULTS_FILE, VERIFIED_FILE, Invalid,
+    Problem, parse_json, parse_yaml, read_capped,
+)
+from .submission_schema import check_metadata, check_results, check_verified
+
+OK, STALE, INVALID = "ok", "stale", "invalid"
+ENTRY_FILES = (METADATA_FILE, RESULTS_FILE)
+
+
+@dataclass(frozen=True)
+class EntryReport:
+    entry: str  # the folder name (== metadata.id in a valid entry)
+    path: str
+    status: str  # ok | stale | invalid
+    badges: tuple[str, ...]  # verified | self-reported, reference, stale
+    errors: tuple[Problem, ...]
+    warnings: tuple[Problem, ...]
+    # The parsed files (schema-valid when status != invalid), for the leaderboard builder.
+    metadata: dict | None = field(default=None, compare=False, repr=False)
+    results: dict | None = field(default=None, compare=False, repr=False)
+    results_sha256: str | None = None
+
+    def to_json(self) -> dict:
+        return {"entry": self.entry, "path": self.path, "status": self.status, "badges": list(self.badges),
+                "errors": [p.to_json() for p in self.errors], "warnings": [p.to_json() for p in self.warnings]}
+
+
+@dataclass
+class _Entry:
+    """One entry folder while it is being checked."""
+
+    path: Path
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    metadata: dict | None = None  # set only when schema-valid
+    results: dict | None = None  # set only when schema-valid
+    sha256: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.metadata["id"] if self.metadata else self.path.name
+
+    @property
+    def key(self) -> tuple | None:
+        if self.results is None:
+            return None
+        p = self.results["pair"]
+        return p["base_hash"], p["tuned_hash"], p["target"]
+
+
+# ------------------------------------------------------------------------------------ discovery
+
+
+def is_root(p: Path) -> bool:
+    """A submissions root (holds entry folders) rather than an entry folder."""
+    if (p / VERIFIED_FILE).exists():
+        return True
+    if any((p / f).exists() or (p / f).is_symlink() for f in ENTRY_FILES):
+        return False
+    try:
+        return any(c.is_dir() and any((c / f).exists() for f in ENTRY_FILES) for c in p.iterdir())
+    except OSError:
+        return False
+
+
+def entry_dirs(root: Path) -> list[Path]:
+    try:
+        kids = sorted(root.iterdir())
+    except OSError:
+        return []
+    return [c for c in kids if not c.name.startswith(".") and (c.is_dir() or c.is_symlink())]
+
+
+def _discover(paths, root: Path | None) -> tuple[list[Path], list[Path]]:
+    """(entries to report on, roots whose entries form the comparison set)."""
+    targets, roots = [], [] if root is None else [Path(root)]
+    inside = None if root is None else Path(root).absolute()
+    for p in map(Path, paths):
+        # A folder directly inside the given root is always an entry (one report per path, in order).
+        if p.is_dir() and not p.is_symlink() and p.absolute().parent != inside and is_root(p):
+            roots.append(p)
+            targets.extend(entry_dirs(p))
+        else:
+            targets.append(p)
+            if root is None and (p.parent / VERIFIED_FILE).exists():
+                roots.append(p.parent)
+    return targets, list(dict.fromkeys(roots))
+
+
+# ------------------------------------------------------------------------------------ one entry
+
+
+def load_entry(path: Path) -> _Entry:
+    e = _Entry(path)
+    where = path.name or str(path)
+    if path.is_symlink():
+        e.errors.append(Problem(where, "", "the entry folder is a symlink"))
+        return e
+    if not path.is_dir():
+        e.errors.append(Problem(where, "", "is not an entry folder (missing or not a directory)"))
+        return e
+    try:
+        extra = sorted(c.name for c in path.iterdir() if c.name not in ENTRY_FILES)
+    except OSError as x:
+        e.errors.append(Problem(where, "", f"cannot list the folder: {x.strerror}"))
+        return e
+    for name in extra:
+        e.errors.append(Problem(name, "", f"unexpected file; an entry holds only {' and '.join(ENTRY_FILES)}"))
+    md = res = None
+    try:
+        md = parse_yaml(read_capped(path / METADATA_FILE, MAX_METADATA_BYTES), METADATA_FILE)
+        probs = check_metadata(md)
+        e.errors += probs
+        e.metadata = None if probs else md
+    except Invalid as x:
+        e.errors.append(x.problem)
+    try:
+        data = read_capped(path / RESULTS_FILE, MAX_RESULTS_BYTES)
+        e.sha256 = hashlib.sha256(data).hexdigest()
+        res = parse_json(data, RESULTS_FILE)
+        probs = check_results(res)
+        e.errors += probs
+        e.results = None if probs else res
+    except Invalid as x:
+        e.errors.append(x.problem)
+    return e
+
+
+def _check_consistency(e: _Entry, tasks: dict) -> None:
+    """Folder/id, metadata vs results, registry (unknown task, role, stale), recomputed numbers."""
+    md, res = e.metadata, e.results
+    err = lambda f, fld, msg: e.errors.append(Problem(f, fld, msg))  # noqa: E731
+    if md is not None and md["id"] != e.path.name:
+        err(METADATA_FILE, "id", f"is {md['id']!r} but the folder is named {e.path.name!r}")
+    if md is not None and md["target"] not in tasks:
+        err(METADATA_FILE, "target", f"unknown task {md['target']!r}")
+    elif md is not None and tasks[md["target"]].role != "target":
+        err(METADATA_FILE, "target", f"{md['target']!r} is a probe in the registry, not a target task")
+    if res is None:
+        return
+    pair = res["pair"]
+    if md is not None:
+        for side in ("base", "tuned"):
+            if md[side]["content_hash"] != pair[f"{side}_hash"]:
+                err(METADATA_FILE, f"{side}.content_hash", f"does not match results.json pair.{side}_hash"
+                    f" ({pair[f'{side}_hash'][:12]}...)")
+        if md["target"] != pair["target"]:
+            err(METADATA_FILE, "target", f"is {md['target']!r} but results.json pair.target is {pair['target']!r}")
+    if pair["target"] is None:
+        err(RESULTS_FILE, "pair.target", "is null: leaderboard entries must be evaluated with --target")
+    names = [t["task"] for t in res["tasks"]]
+    if pair["target"] is not None and pair["target"] not in names:
+        err(RESULTS_FILE, "tasks", f"has no results for the target task {pair['target']!r}")
+    seen: set[str] = set()
+    for i, t in enumerate(res["tasks"]):
+        p, name = f"tasks[{i}]", t["task"]
+        if name in seen:
+            err(RESULTS_FILE, f"{p}.task", f"task {name!r} appears twice")
+        seen.add(name)
+        spec = tasks.get(name)
+        if spec is None:
+            err(RESULTS_FILE, f"{p}.task", f"unknown task {name!r} (not in the registry)")
+            continue
+        role = "target" if name == pair["target"] else "probe"
+        if t["role"] != role:
+            err(RESULTS_FILE, f"{p}.role", f"is {t['role']!r}; with target {pair['target']!r} this task is a {role}")
+        if t["version"] != spec.version:
+            e.warnings.append(Problem(RESULTS_FILE, f"{p}.version", f"stale: task {name} is version {t['version']}"
+                                      f" here, the registry has {spec.version}"))
+        if duplicate_rows(t):
+            e.warnings.append(Problem(RESULTS_FILE, f"{p}.items", f"{duplicate_rows(t)} item(s) repeat another"
+                                      " item's doc_hash (exact duplicate rows in the task data)"))
+        if spec.data_hashes and t["data_hash"] not in spec.data_hashes:
+            e.warnings.append(Problem(RESULTS_FILE, f"{p}.data_hash", f"stale: data hash {t['data_hash'][:12]}... is"
+                                      f" not among the registry's accepted hashes for {name}"))
+    e.errors.extend(check_numbers(res, tasks))
+
+
+# ------------------------------------------------------------------------------------ across entries
+
+
+def _verified(root: Path) -> tuple[dict[str, str], list[Problem]]:
+    if not (root / VERIFIED_FILE).exists() and not (root / VERIFIED_FILE).is_symlink():
+        return {}, []
+    try:
+        v = parse_yaml(read_capped(root / VERIFIED_FILE, MAX_VERIFIED_BYTES), VERIFIED_FILE)
+    except Invalid as x:
+        if x.problem.problem == "is empty":
+            return {}, []
+        return {}, [x.problem]
+    probs = check_verified(v)
+    return ({} if probs else {e["id"]: e["sha256"] for e in v or []}), probs
+
+
+def _base_scores(t: dict) -> dict[int, tuple[str, float]]:
+    return {i["doc_id"]: (i["doc_hash"], float(i["base"]["score"])) for i in t["items"]}
+
+
+def _check_canonical(e: _Entry, canon: _Entry) -> None:
+    by_key = {(t["task"], t["version"], t["data_hash"], t["gen_key"]): t for t in canon.results["tasks"]}
+    for i, t in enumerate(e.results["tasks"]):
+        c = by_key.get((t["task"], t["version"], t["data_hash"], t["gen_key"]))
+        if c is None:
+            continue
+        mine, theirs = _base_scores(t), _base_scores(c)
+        differ = sum(mine.get(k) != theirs.get(k) for k in set(mine) | set(theirs))
+        if differ:
+            e.errors.append(Problem(RESULTS_FILE, f"tasks[{i}].items", f"base scores on task {t['task']} differ from"
+                                    f" the canonical entry {canon.id!r} for this base model on {differ} of"
+                                    f" {len(theirs)} items (same task version, data and generation settings)"))
+
+
+def _cross_checks(targets: list[_Entry], universe: list[_Entry], verified: dict[str, str]) -> None:
+    by_id: dict[str, list[_Entry]] = {}
+    by_key: dict[tuple, list[_Entry]] = {}
+    for u in universe:
+        by_id.setdefault(u.id, []).append(u)
+        if u.key is not None:
+            by_key.setdefault(u.key, []).append(u)
+    ok = lambda u: u.metadata is not None and u.results is not None  # noqa: E731
+    for e in targets:
+        others = [u for u in by_id.get(e.id, []) if u is not e]
+        if others:
+            e.errors.append(Problem(e.path.name, "id", f"id {e.id!r} is also used by {others[0].path}"))
+        others = [u for u in by_key.get(e.key, []) if u is not e] if e.key else []
+        if others:
+            e.errors.append(Problem(RESULTS_FILE, "pair", "duplicate: entry " + ", ".join(sorted(u.id for u in others))
+                                    + " has the same base, tuned model and target"))
+        if e.id in verified and e.sha256 != verified[e.id]:
+            e.errors.append(Problem(VERIFIED_FILE, e.id, "results.json changed since it was verified (sha256"
+                                    f" {(e.sha256 or 'unreadable')[:12]}... != {verified[e.id][:12]}...)"))
+        if not ok(e):
+            continue
+        same_base = [u for u in universe if ok(u) and u.key[0] == e.key[0]]
+        cands = sorted((u for u in same_base if verified.get(u.id) == u.sha256), key=lambda u: u.id) or sorted(
+            (u for u in same_base if u.metadata.get("reference") is True), key=lambda u: u.id)
+        if cands and cands[0] is not e:
+            _check_canonical(e, cands[0])
+
+
+def _report(e: _Entry, verified: dict[str, str]) -> EntryReport:
+    stale = any(w.problem.startswith("stale") for w in e.warnings)
+    status = INVALID if e.errors else STALE if stale else OK
+    badges = ["verified" if e.sha256 is not None and verified.get(e.id) == e.sha256 else "self-reported"]
+    if e.metadata is not None and e.metadata.get("reference") is True:
+        badges.append("reference")
+    if stale:
+        badges.append("stale")
+    return EntryReport(e.path.name or str(e.path), str(e.path), status, tuple(badges), tuple(e.errors), tuple(e.warnings),
+                       e.metadata, e.results, e.sha256)
+
+
+def validate_entries(paths, root: Path | None = None) -> list[EntryReport]:
+    """Reports for the entry folders in `paths` (a submissions root stands for all its entries).
+
+    Duplicates and canonical base scores are checked against every entry of `root` and of the roots
+    the paths are in (a folder holding verified.yaml). Never raises on malformed entries."""
+    targets, roots = _discover(paths, root)
+    loaded: dict[Path, _Entry] = {}
+
+    def get(p: Path) -> _Entry:
+        k = Path(p).absolute()
+        if k not in loaded:
+            try:
+                loaded[k] = load_entry(Path(p))
+            except Exception as x:  # noqa: BLE001
+                loaded[k] = _Entry(Path(p), errors=[_internal(x)])
+        return loaded[k]
+
+    mine = [get(p) for p in targets]
+    universe = list({id(x): x for x in [*mine, *(get(p) for r in roots for p in entry_dirs(r))]}.values())
+    verified: dict[str, str] = {}
+    vprobs: list[Problem] = []
+    for r in roots:
+        v, probs = _verified(r)
+        verified.update(v)
+        vprobs += probs
+    try:
+        tasks = registry.all_tasks()
+    except UserError as x:  # a broken registry is the checkout's problem, reported on every entry
+        tasks, vprobs = {}, [*vprobs, Problem("tasks/", "", str(x))]
+    for e in mine:
+        e.errors += vprobs
+        try:
+            _check_consistency(e, tasks)
+        except Exception as x:  # noqa: BLE001
+            e.errors.append(_internal(x))
+    try:
+        _cross_checks(mine, universe, verified)
+    except Exception as x:  # noqa: BLE001
+        for e in mine:
+            e.errors.append(_internal(x))
+    return [_report(e, verified) for e in mine]
+
+
+def _internal(x: Exception) -> Problem:
+    """Last line of defence: a bug must not hide the other entries' reports. The fuzzer counts these."""
+    return Problem("", "", f"internal error ({type(x).__name__}: {str(x)[:200]}); please report this")
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def render(reports: list[EntryReport]) -> str:
+    lines = []
+    for r in reports:
+        lines.append(f"{r.status.upper():<8} {r.entry}  [{', '.join(r.badges)}]  {r.path}")
+        lines += [f"    error: {p}" for p in r.errors]
+        lines += [f"    warning: {p}" for p in r.warnings]
+    n = {s: sum(r.status == s for r in reports) for s in (OK, STALE, INVALID)}
+    lines.append(f"{len(reports)} entr{'y' if len(reports) == 1 else 'ies'}: {n[OK]} ok, {n[STALE]} stale,"
+                 f" {n[INVALID]} invalid")
+    return "\n".join(lines) + "\n"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("validate", help="check leaderboard entries (schema, recomputed numbers, registry, duplicates)")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="entry folders, or a submissions root (= every entry folder in it)")
+    p.add_argument("--root", type=Path, help="submissions root to compare against (duplicates, canonical base"
+                                             " scores, verified.yaml); default: the root the paths are in")
+    p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+
+
+def main(args) -> int:
+    for p in args.paths:
+        if not Path(p).exists() and not Path(p).is_symlink():
+            raise UserError(f"{p}: no such entry folder or submissions root")
+    reports = validate_entries(args.paths, root=args.root)
+    if not reports:
+        raise UserError(f"no entry folders found in {', '.join(map(str, args.paths))}")
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], indent=2))
+    else:
+        sys.stdout.write(render(reports))
+    return 1 if any(r.status == INVALID for r in reports) else 0

@@ -5,7 +5,7 @@ PY ?= python3
 PIP = $(PY) -m pip
 STAMP = .fb-cache/installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: install demo test bench
+.PHONY: install browser demo test
 
 $(STAMP): pyproject.toml constraints.txt
 	@mkdir -p .fb-cache
@@ -16,8 +16,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The browser test drives Debian's Chromium; installed when missing and we can (root + apt).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "chromium not installed: the browser test will be skipped"
+
 demo: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 forgetbench demo
 
-test: install
+test: install browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest tests

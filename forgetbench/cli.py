@@ -1,4 +1,4 @@
-"""Command line: `forgetbench eval | tasks | demo | law | export | validate`.
+"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build`.
 
 Each subcommand imports what it needs only when it runs, so `forgetbench tasks` and `--help` start
 instantly. A UserError becomes one line on stderr and exit code 2; nothing is half-written.
@@ -124,6 +124,12 @@ def cmd_validate(args) -> int:
     return validate_main(args)
 
 
+def cmd_leaderboard(args) -> int:
+    from .leaderboard import cli_build
+
+    return cli_build(args.submissions, args.out, args.templates)
+
+
 def cmd_law(args) -> int:
     from .law import main as law_main
 
@@ -141,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)))
     d.add_argument("--force", action="store_true", help="redo the SFT even if a cached checkpoint exists")
     _add_submissions(sub)
+    lb = sub.add_parser("leaderboard", help="static leaderboard site from submission folders")
+    lbs = lb.add_subparsers(dest="lb_command", required=True)
+    b = lbs.add_parser("build", help="validate submissions, ingest into OUT/leaderboard.duckdb, render the site")
+    b.add_argument("--submissions", type=Path, default=Path("submissions"))
+    b.add_argument("--out", type=Path, default=Path("site"))
+    b.add_argument("--templates", type=Path, help="templates override folder (leaderboard/README.md)")
     law = sub.add_parser("law", help="fit forgetting against KL(pi0 || pi) on the target across stored pairs")
     law.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)))
     law.add_argument("--out", type=Path, help="plot file, .png or .svg (default <db stem>_law.png)")
@@ -149,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "law": cmd_law, "export": cmd_export,
+COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "law": cmd_law, "export": cmd_export, "leaderboard": cmd_leaderboard,
             "validate": cmd_validate}
 
 

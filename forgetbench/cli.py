@@ -44,6 +44,10 @@ def _add_eval(sub) -> None:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--no-kl", action="store_true", help="skip forward KL(base || tuned) on the target prompts")
+    p.add_argument("--kl-prompts", type=int, default=32, help="M target prompts for KL (default 32)")
+    p.add_argument("--kl-samples", type=int, default=4, help="K base completions per prompt (default 4)")
+    p.add_argument("--kl-max-tokens", type=int, help="completion length for KL (default: the task's generation length)")
 
 
 def cmd_eval(args) -> int:
@@ -63,7 +67,10 @@ def cmd_eval(args) -> int:
     )
     req = EvalRequest(base=args.base, tuned=args.tuned, suite=args.suite, tasks=args.tasks,
                       target=args.target, limit=args.limit, data_dir=args.data_dir, db=args.db,
-                      settings=settings)
+                      settings=settings, kl=not args.no_kl, kl_prompts=args.kl_prompts,
+                      kl_samples=args.kl_samples, kl_max_tokens=args.kl_max_tokens)
+    if min(args.kl_prompts, args.kl_samples) < 1:
+        raise UserError("--kl-prompts and --kl-samples must be at least 1")
     report = evaluate_pair(req)
     if args.json:
         print(json.dumps(to_json(report), indent=2))

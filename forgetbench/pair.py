@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import data, harness, registry
@@ -35,6 +35,10 @@ class EvalRequest:
     data_dir: Path | None = None
     db: Path = Path("forgetbench.duckdb")
     settings: EvalSettings = field(default_factory=EvalSettings)
+    kl: bool = True  # forward KL on the target's prompts (needs --target and a real backend)
+    kl_prompts: int = 32
+    kl_samples: int = 4
+    kl_max_tokens: int | None = None  # default: the target task's generation length
 
 
 def select_tasks(suite: str, names: tuple[str, ...], target: str | None) -> list[TaskSpec]:
@@ -120,8 +124,31 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
             "run_ids": sorted([*base_ids.values(), *tuned_ids.values()]),
             "versions": harness.package_versions(),
         }
+        skipped = _kl_skipped(req, settings)
+        if skipped:
+            pair_settings["kl_skipped"] = skipped
         report = pair_report(base, tuned, req.target, runs, pair_settings)
+        if not skipped:
+            from .divergence import kl_settings_from, pair_kl
+
+            spec, _, base_run, _ = runs[req.target]
+            kls = kl_settings_from(settings, req.kl_prompts, req.kl_samples, req.kl_max_tokens, None)
+            report = replace(report, kl=pair_kl(store, base, tuned, spec, base_run, kls, settings.device,
+                                                settings.backend))
         from .report import to_json
 
-        store.put_pair(report, to_json(report))
+        pid = store.put_pair(report, to_json(report))
+        if report.kl:
+            store.put_pair_kl(pid, report.kl)
     return report
+
+
+def _kl_skipped(req: EvalRequest, settings: EvalSettings) -> str | None:
+    """Why forward KL is not computed for this request, or None when it is."""
+    if not req.kl:
+        return "--no-kl"
+    if req.target is None:
+        return "no --target: KL is measured on the target task's prompts"
+    if settings.backend == "fake":
+        return "the fake backend has no token distributions"
+    return None

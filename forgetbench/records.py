@@ -175,3 +175,4 @@ class PairReport:
     deltas: tuple[TaskDelta, ...]
     mean_drop: Estimate | None
     settings: dict[str, Any]
+    kl: dict[str, Any] | None = None  # forward KL on the target (forgetbench.divergence.pair_kl)

@@ -19,7 +19,8 @@ _RIGHT = {3, 4, 5, 7, 8}  # numeric columns are right-aligned
 
 
 def _pts(x: float, signed: bool = False) -> str:
-    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+    v = round(100 * x, 1) + 0.0  # + 0.0 turns -0.0 (a zero drop, sign-flipped) into 0.0
+    return f"{v:+.1f}" if signed else f"{v:.1f}"
 
 
 def _delta_cell(e: Estimate) -> str:
@@ -62,6 +63,14 @@ def render_table(report: PairReport) -> str:
         lines.append("mean drop over probes: n/a (no probes)")
     else:
         lines.append(f"mean drop over {n_probes} probe(s): {_delta_cell(report.mean_drop)} points")
+    if report.kl:
+        k = report.kl
+        f = lambda e: f"{e['value']:.4g} [{e['lo']:.4g}, {e['hi']:.4g}]"  # noqa: E731
+        lines.append(f"forward KL(base || tuned) on {k['task']} prompts: {f(k['fwd_seq'])} nats/sequence, "
+                     f"{f(k['fwd_tok'])} nats/token ({k['n_seq']} base samples, {k['n_tokens']} tokens)")
+        lines.append(f"  per token: reverse KL {f(k['rev_tok'])}, total variation {f(k['tv_tok'])}")
+    else:
+        lines.append(f"forward KL: not computed ({report.settings.get('kl_skipped', 'no target task')})")
     lines.append("points = x100; gain/drop > 0 means the target improved / a probe got worse")
     return "\n".join(lines) + "\n"
 
@@ -100,6 +109,7 @@ def to_json(report: PairReport) -> dict:
         "deltas": [_delta_json(d) for d in report.deltas],
         "mean_drop": _est_json(report.mean_drop),
         "settings": _plain(report.settings),
+        "kl": _plain(report.kl),
     }
 
 
@@ -132,4 +142,5 @@ def from_json(d: dict) -> PairReport:
         deltas=tuple(_delta_from(x) for x in d["deltas"]),
         mean_drop=_est_from(d["mean_drop"]),
         settings=d["settings"],
+        kl=d.get("kl"),
     )

@@ -215,5 +215,15 @@ class Store:
             raise
         return pid
 
+    def put_pair_kl(self, pid: str, kl: dict) -> None:
+        st = kl["settings"]
+        cols = [v for k in ("fwd_seq", "fwd_tok", "rev_tok", "tv_tok") for v in (kl[k]["value"], kl[k]["lo"], kl[k]["hi"])]
+        self.con.execute(
+            "INSERT OR REPLACE INTO pair_kl VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            + ", ".join("?" * len(cols)) + ", ?, ?)",
+            [pid, kl["task"], st["m_prompts"], st["k_samples"], st["max_new_tokens"], st["seed"], st["dtype"],
+             kl["n_seq"], kl["n_tokens"], *cols, json.dumps(st), _now()],
+        )
+
     def counts(self) -> dict[str, int]:
         return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in _RESULT_TABLES}

@@ -18,8 +18,18 @@ from .errors import UserError
 from .records import DataSource, Docs, TaskSpec
 
 
+def _drop_nulls(obj):
+    """`datasets` fills every struct field a column has anywhere (None where absent), a jsonl copy
+    omits them; hashing both the same way needs absent == null."""
+    if isinstance(obj, dict):
+        return {k: _drop_nulls(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, (list, tuple)):
+        return [_drop_nulls(v) for v in obj]
+    return obj
+
+
 def canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return json.dumps(_drop_nulls(obj), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def doc_hash(row: dict) -> str:

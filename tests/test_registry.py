@@ -1,0 +1,52 @@
+"""One test over every registered task (mteb style): metadata is complete and consistent, generated
+data still hashes to the registered value, and every hub source has fixture rows for the e2e tests."""
+
+from pathlib import Path
+
+import pytest
+
+from forgetbench import data, registry
+from forgetbench.harness import _task_config, primary_key
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hf"
+TASKS = sorted(registry.all_tasks())
+
+
+def test_registry_has_the_issue_tasks():
+    core = {t.name: t.role for t in registry.suite("core")}
+    assert core == {"ifeval": "target", "mmlu": "target", "countdown": "target", "safety": "probe",
+                    "gsm8k": "probe", "math500": "probe", "hellaswag": "probe"}
+    lite = {t.name: t.role for t in registry.suite("lite")}
+    assert sorted(lite.values()).count("target") >= 2 and len(lite) >= 5
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_task_metadata(name):
+    spec = registry.get(name)
+    cfg = _task_config(spec)
+    assert cfg["task"] == name and Path(spec.yaml_path).parent.name == name
+    assert spec.role in registry.ROLES and spec.version not in ("", "0")
+    assert 0.0 <= spec.chance < 1.0
+    metric, _, filt = primary_key(spec.primary_metric).partition(",")
+    produced = {m["metric"] for m in cfg.get("metric_list") or []}
+    assert metric in produced, f"{name}: primary metric {metric} not in metric_list {produced}"
+    filters = {f["name"] for f in cfg.get("filter_list") or []} or {"none"}
+    assert filt in filters, f"{name}: filter {filt} not in {filters}"
+    assert spec.data_hashes or name == "hellaswag", f"{name}: no registered data hash"
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_sources_are_reachable_offline_in_tests(name):
+    spec = registry.get(name)
+    for src in spec.sources:
+        if src.generator:
+            continue
+        assert src.hub and src.split, f"{name}: a hub source needs hub id and split"
+        assert data.data_dir_file(src, FIXTURES).is_file(), f"{name}: no fixture rows for {src.describe()}"
+
+
+@pytest.mark.parametrize("name", [t.name for t in registry.suite("lite")])
+def test_generated_rows_match_the_registered_hash(name):
+    spec = registry.get(name)
+    docs = data.load_docs(spec)
+    assert docs.data_hash in spec.data_hashes, f"{name}: generator output changed; bump the version and hash"

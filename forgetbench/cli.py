@@ -1,4 +1,4 @@
-"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build`.
+"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build | toy mog`.
 
 Each subcommand imports what it needs only when it runs, so `forgetbench tasks` and `--help` start
 instantly. A UserError becomes one line on stderr and exit code 2; nothing is half-written.
@@ -137,6 +137,23 @@ def cmd_leaderboard(args) -> int:
     return cli_build(args.submissions, args.out, args.templates)
 
 
+def _add_toy(sub) -> None:
+    t = sub.add_parser("toy", help="toy experiments that explain forgetting (seconds on CPU)")
+    ts = t.add_subparsers(dest="toy_command", required=True)
+    m = ts.add_parser("mog", help="mixture of Gaussians: SFT-like forward KL vs RL-like reverse KL (Retaining by Doing)")
+    m.add_argument("--steps", type=int, default=300, help="training steps per run (default 300)")
+    m.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", type=Path, default=Path("toy_mog.png"), help="figure, .png or .svg (default toy_mog.png)")
+    m.add_argument("--json", action="store_true", help="print the runs as JSON on stdout")
+
+
+def cmd_toy(args) -> int:
+    from .toy import main as toy_main
+
+    return toy_main(args.steps, args.lr, args.seed, args.out, args.json)
+
+
 def cmd_law(args) -> int:
     from .law import main as law_main
 
@@ -154,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)))
     d.add_argument("--force", action="store_true", help="redo the SFT even if a cached checkpoint exists")
     _add_submissions(sub)
+    _add_toy(sub)
     lb = sub.add_parser("leaderboard", help="static leaderboard site from submission folders")
     lbs = lb.add_subparsers(dest="lb_command", required=True)
     b = lbs.add_parser("build", help="validate submissions, ingest into OUT/leaderboard.duckdb, render the site")
@@ -168,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "law": cmd_law, "export": cmd_export, "leaderboard": cmd_leaderboard,
+COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "law": cmd_law, "export": cmd_export, "leaderboard": cmd_leaderboard, "toy": cmd_toy,
             "validate": cmd_validate}
 
 

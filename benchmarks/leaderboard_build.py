@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -158,6 +159,13 @@ def generate(root: Path, n: int, n_boot: int) -> None:
                     reference=(i % 97 == 0))
 
 
+def _cpu() -> tuple[float, float]:
+    import resource
+
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time(), kids.ru_utime + kids.ru_stime
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000)
@@ -175,11 +183,16 @@ def main(argv=None) -> int:
         size = sum(f.stat().st_size for f in subs.rglob("*") if f.is_file())
         print(f"{args.n} entries, {size / 2**20:.1f} MiB on disk")
         for validate in (True, False):
+            # Wall times depend on what else runs: report the CPU time spent too (this process and the
+            # worker processes of the parallel stages) and the load average.
+            cpu0 = _cpu()
             res = build(subs, Path(tmp) / f"site_{validate}", validate=validate)
+            cpu = [b - a for a, b in zip(cpu0, _cpu())]
             label = "default build (validate)" if validate else "build --no-validate (benchmark only)"
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items())
             print(f"{label}: {res.timings['total']:.2f}s for {res.n_entries} entries "
-                  f"({res.n_excluded} excluded) [{stages}]")
+                  f"({res.n_excluded} excluded) [{stages}]; cpu {cpu[0]:.1f}s main + {cpu[1]:.1f}s workers,"
+                  f" load average {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -102,6 +102,15 @@ def _load(path: Path) -> tuple[dict, dict, str]:
     return meta, results, hashlib.sha256(raw).hexdigest()
 
 
+def _import_later_stages() -> None:
+    """Import what ingest and render need (~1 s: duckdb, pandas, jinja2) while validation runs in
+    worker processes, instead of after it."""
+    import duckdb  # noqa: F401
+    import pandas  # noqa: F401
+
+    from . import site  # noqa: F401
+
+
 def _schema_problems(meta: dict, results: dict) -> list[str]:
     """Structural checks only (no registry, no bootstrap): the `validate=False` path."""
     from .submission_schema import check_metadata, check_results
@@ -127,7 +136,8 @@ def collect(submissions: Path, *, validate: bool = True) -> tuple[list[Entry], d
     if validate:
         from .validate import validate_entries
 
-        for e, rep in zip(entries, validate_entries(paths, root=submissions), strict=True):
+        reports = validate_entries(paths, root=submissions, while_waiting=_import_later_stages)
+        for e, rep in zip(entries, reports, strict=True):
             _from_report(e, rep)
     else:
         from .submission import Invalid

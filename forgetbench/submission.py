@@ -124,6 +124,9 @@ def _small_int(token: str) -> int:
 
 
 def _unique_keys(pairs: list) -> dict:
+    out = dict(pairs)  # built in C; only a short dict needs the slow look at which key repeats
+    if len(out) == len(pairs):
+        return out
     out = {}
     for k, v in pairs:
         if k in out:
@@ -133,15 +136,17 @@ def _unique_keys(pairs: list) -> dict:
 
 
 def _depth_ok(obj: Any, limit: int = MAX_DEPTH) -> bool:
-    """Iterative (no recursion), so a deeply nested document cannot blow the stack here."""
-    stack = [(obj, 1)]
-    while stack:
-        x, d = stack.pop()
-        if isinstance(x, (dict, list)):
-            if d > limit:
-                return False
-            stack.extend((v, d + 1) for v in (x.values() if isinstance(x, dict) else x))
-    return True
+    """Iterative (no recursion), so a deeply nested document cannot blow the stack here. Walks one
+    nesting level at a time and keeps only containers, so leaves cost one type test each."""
+    level = [obj] if type(obj) in (dict, list) else []
+    for _ in range(limit):
+        if not level:
+            return True
+        nxt: list = []
+        for x in level:
+            nxt += [v for v in (x.values() if type(x) is dict else x) if type(v) is dict or type(v) is list]
+        level = nxt
+    return not level
 
 
 def parse_json(data: bytes, name: str = RESULTS_FILE) -> Any:
@@ -176,19 +181,62 @@ class _StrictLoader(yaml.SafeLoader):
             self._fb_depth -= 1
 
     def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool, type(None))):
-                raise yaml.YAMLError(f"mapping keys must be scalars (line {key_node.start_mark.line + 1})")
-            if key in seen:
-                raise yaml.YAMLError(f"duplicate key {str(key)[:60]!r} (line {key_node.start_mark.line + 1})")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        return _strict_mapping(self, node, deep)
+
+
+def _strict_mapping(loader, node, deep):
+    """construct_mapping of both strict loaders: scalar keys only, no duplicate keys."""
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool, type(None))):
+            raise yaml.YAMLError(f"mapping keys must be scalars (line {key_node.start_mark.line + 1})")
+        if key in seen:
+            raise yaml.YAMLError(f"duplicate key {str(key)[:60]!r} (line {key_node.start_mark.line + 1})")
+        seen.add(key)
+    return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=deep)
+
+
+class _StrictCLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """libyaml's parser with _StrictLoader's key checks; anchors, aliases and depth are checked on the
+    event stream before anything is composed (the C composer cannot be hooked like compose_node)."""
+
+    def construct_mapping(self, node, deep=False):
+        return _strict_mapping(self, node, deep)
+
+
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)
+
+
+def _fast_yaml(text: str) -> Any:
+    """The document via libyaml when it has nothing _StrictLoader would refuse or report, else None.
+
+    The pure-Python SafeLoader costs milliseconds per small file; a leaderboard build parses
+    thousands. Anything unusual (an error, an anchor, an alias, deep nesting) goes back to the strict
+    loader, so messages and edge cases stay exactly the strict loader's."""
+    if not getattr(yaml, "__with_libyaml__", False):
+        return None
+    open_ = 0
+    for ev in yaml.parse(text, Loader=yaml.CSafeLoader):
+        if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None):
+            return None
+        if isinstance(ev, _NODE_EVENTS) and open_ >= MAX_DEPTH:
+            return None  # a node at depth MAX_DEPTH + 1
+        if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            open_ += 1
+        elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            open_ -= 1
+    return yaml.load(text, Loader=_StrictCLoader)  # noqa: S506 - a SafeLoader (SafeConstructor)
 
 
 def parse_yaml(data: bytes, name: str = METADATA_FILE) -> Any:
     text = _text(data, name)
+    try:
+        obj = _fast_yaml(text)
+    except Exception:  # noqa: BLE001 - whatever libyaml objects to, the strict loader reports
+        obj = None
+    if obj is not None and _depth_ok(obj):
+        return obj
     try:
         obj = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
     except yaml.YAMLError as e:

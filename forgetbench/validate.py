@@ -10,14 +10,19 @@ base scores equal to the canonical entry of the same base (verified first, else 
 first reference entry) wherever both ran the same task version, data and generation settings.
 
 `validate_entries(paths)` is the pure core the leaderboard builder calls; it never raises on bad
-input: every problem is a Problem(file, field, problem) in the entry's report.
+input: every problem is a Problem(file, field, problem) in the entry's report. The per-entry part
+(parsing, schema, recomputation) runs in a process pool over the available cores for large roots;
+the cross-entry checks run afterwards in the calling process.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,6 +250,16 @@ def _cross_checks(targets: list[_Entry], universe: list[_Entry], verified: dict[
         if u.key is not None:
             by_key.setdefault(u.key, []).append(u)
     ok = lambda u: u.metadata is not None and u.results is not None  # noqa: E731
+    # The canonical entry of each base hash, computed once (per entry it made this quadratic).
+    by_base: dict[str, list[_Entry]] = {}
+    for u in universe:
+        if ok(u):
+            by_base.setdefault(u.key[0], []).append(u)
+    canonical = {}
+    for base, same_base in by_base.items():
+        cands = sorted((u for u in same_base if verified.get(u.id) == u.sha256), key=lambda u: u.id) or sorted(
+            (u for u in same_base if u.metadata.get("reference") is True), key=lambda u: u.id)
+        canonical[base] = cands[0] if cands else None
     for e in targets:
         others = [u for u in by_id.get(e.id, []) if u is not e]
         if others:
@@ -258,11 +273,9 @@ def _cross_checks(targets: list[_Entry], universe: list[_Entry], verified: dict[
                                     f" {(e.sha256 or 'unreadable')[:12]}... != {verified[e.id][:12]}...)"))
         if not ok(e):
             continue
-        same_base = [u for u in universe if ok(u) and u.key[0] == e.key[0]]
-        cands = sorted((u for u in same_base if verified.get(u.id) == u.sha256), key=lambda u: u.id) or sorted(
-            (u for u in same_base if u.metadata.get("reference") is True), key=lambda u: u.id)
-        if cands and cands[0] is not e:
-            _check_canonical(e, cands[0])
+        canon = canonical.get(e.key[0])
+        if canon is not None and canon is not e:
+            _check_canonical(e, canon)
 
 
 def _report(e: _Entry, verified: dict[str, str]) -> EntryReport:
@@ -277,25 +290,14 @@ def _report(e: _Entry, verified: dict[str, str]) -> EntryReport:
                        e.metadata, e.results, e.sha256)
 
 
-def validate_entries(paths, root: Path | None = None) -> list[EntryReport]:
+def validate_entries(paths, root: Path | None = None, while_waiting=None) -> list[EntryReport]:
     """Reports for the entry folders in `paths` (a submissions root stands for all its entries).
 
     Duplicates and canonical base scores are checked against every entry of `root` and of the roots
-    the paths are in (a folder holding verified.yaml). Never raises on malformed entries."""
+    the paths are in (a folder holding verified.yaml). Never raises on malformed entries.
+    `while_waiting()`, if given, runs in this process while worker processes check the entries (the
+    leaderboard builder imports its next stages meanwhile)."""
     targets, roots = _discover(paths, root)
-    loaded: dict[Path, _Entry] = {}
-
-    def get(p: Path) -> _Entry:
-        k = Path(p).absolute()
-        if k not in loaded:
-            try:
-                loaded[k] = load_entry(Path(p))
-            except Exception as x:  # noqa: BLE001
-                loaded[k] = _Entry(Path(p), errors=[_internal(x)])
-        return loaded[k]
-
-    mine = [get(p) for p in targets]
-    universe = list({id(x): x for x in [*mine, *(get(p) for r in roots for p in entry_dirs(r))]}.values())
     verified: dict[str, str] = {}
     vprobs: list[Problem] = []
     for r in roots:
@@ -306,18 +308,95 @@ def validate_entries(paths, root: Path | None = None) -> list[EntryReport]:
         tasks = registry.all_tasks()
     except UserError as x:  # a broken registry is the checkout's problem, reported on every entry
         tasks, vprobs = {}, [*vprobs, Problem("tasks/", "", str(x))]
-    for e in mine:
-        e.errors += vprobs
-        try:
-            _check_consistency(e, tasks)
-        except Exception as x:  # noqa: BLE001
-            e.errors.append(_internal(x))
+    # Every folder once, keyed by absolute path; the entries to report on are checked in full, the
+    # rest of the roots' entries are only loaded (they are the comparison set of the cross-checks).
+    jobs: dict[Path, tuple[Path, bool]] = {}
+    for p in targets:
+        jobs.setdefault(Path(p).absolute(), (Path(p), True))
+    for p in (p for r in roots for p in entry_dirs(r)):
+        jobs.setdefault(Path(p).absolute(), (Path(p), False))
+    loaded = dict(zip(jobs, _check_all(list(jobs.values()), tasks, vprobs, while_waiting)))
+    mine = [loaded[Path(p).absolute()] for p in targets]
+    universe = list(loaded.values())
     try:
         _cross_checks(mine, universe, verified)
     except Exception as x:  # noqa: BLE001
         for e in mine:
             e.errors.append(_internal(x))
     return [_report(e, verified) for e in mine]
+
+
+# Below this many entries a process pool costs more to start than it saves.
+PARALLEL_MIN_ENTRIES = 32
+_CHUNK = 8  # entries per task sent to a worker
+
+
+def _check_one(path: Path, full: bool, tasks: dict, vprobs: list[Problem]) -> _Entry:
+    """load_entry, and for an entry to report on the per-entry checks; never raises."""
+    try:
+        e = load_entry(path)
+    except Exception as x:  # noqa: BLE001
+        return _Entry(path, errors=[_internal(x)])
+    if full:
+        e.errors += vprobs
+        try:
+            _check_consistency(e, tasks)
+        except Exception as x:  # noqa: BLE001
+            e.errors.append(_internal(x))
+    return e
+
+
+def _check_chunk(jobs: list[tuple[Path, bool]], tasks: dict, vprobs: list[Problem]) -> list[_Entry]:
+    return [_check_one(p, full, tasks, vprobs) for p, full in jobs]
+
+
+def _workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _check_all(jobs: list[tuple[Path, bool]], tasks: dict, vprobs: list[Problem], while_waiting=None) -> list[_Entry]:
+    """The per-entry work (parsing, schema, recomputed statistics) of every job, in order.
+
+    Entries are independent, so a large submissions folder is spread over the available cores; the
+    cross-entry checks stay in the caller. Any failure of the pool itself (not of an entry: those
+    become error entries inside the worker) falls back to checking in this process."""
+    n = min(_workers(), 1 + len(jobs) // PARALLEL_MIN_ENTRIES)
+    if n > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
+        try:
+            with _no_gc(), ProcessPoolExecutor(max_workers=n) as pool:
+                futures = [pool.submit(_check_chunk, c, tasks, vprobs) for c in chunks]
+                _run_quietly(while_waiting)  # after the submits: the workers are forked by then
+                return [e for f in futures for e in f.result()]
+        except Exception:  # noqa: BLE001 - e.g. no /dev/shm, a worker killed: redo it here
+            pass
+    return _check_chunk(jobs, tasks, vprobs)
+
+
+def _run_quietly(fn) -> None:
+    try:
+        if fn is not None:
+            fn()
+    except Exception:  # noqa: BLE001 - a convenience for the caller; it will meet the error again itself
+        pass
+
+
+@contextmanager
+def _no_gc():
+    """Receiving thousands of parsed files (millions of acyclic dicts and lists) would trigger full
+    cyclic-GC passes over everything received so far, again and again; nothing here makes cycles."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _internal(x: Exception) -> Problem:

@@ -106,3 +106,15 @@ def write_fake(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def registry_without_data_hashes(monkeypatch):
+    """The registry as if no task pinned its rows: the hand-written fixture rows are not the real
+    datasets, so with the real hashes every entry built from them would be (rightly) stale."""
+    from dataclasses import replace
+
+    from forgetbench import registry
+
+    real = registry.all_tasks()
+    monkeypatch.setattr(registry, "all_tasks", lambda: {k: replace(v, data_hashes=()) for k, v in real.items()})

@@ -56,8 +56,8 @@ def builtin_scores(lm, name: str, rows, metric: str) -> list[float]:
         if name == "gsm8k":
             ov["num_fewshot"] = 0
         task = tm._factory.build(tm.task_index[task_name], overrides=ov, registry=tm.task_index)
-        res = evaluator.simple_evaluate(model=lm, tasks=[task], log_samples=True, apply_chat_template=True,
-                                        bootstrap_iters=0)
+        res = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=tm, log_samples=True,
+                                        apply_chat_template=True, bootstrap_iters=0)
         mname, _, filt = metric.partition(",")
         for s in res["samples"][task_name]:
             if s.get("filter", "none") == (filt or "none"):

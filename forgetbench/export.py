@@ -262,17 +262,6 @@ def export_entry(db: Path, out: Path, *, pair_id: str | None = None, base: str |
     return ExportResult(out, entry_id, row[0], template is not None, tuple(warnings))
 
 
-def add_parser(sub, default_db: Path) -> None:
-    p = sub.add_parser("export", help="write a stored pair as a leaderboard entry (results.json + metadata template)")
-    p.add_argument("--db", type=Path, default=default_db, help="DuckDB store to read")
-    p.add_argument("--pair", help="pair id (or a unique prefix), as stored by forgetbench eval")
-    p.add_argument("--base", help="base model: content hash, unique hash prefix, or spec as stored")
-    p.add_argument("--tuned", help="tuned model: content hash, unique hash prefix, or spec as stored")
-    p.add_argument("--target", help="with --base/--tuned: the pair's target task")
-    p.add_argument("--out", type=Path, required=True, help="entry folder to write, e.g. submissions/<id>")
-    p.add_argument("--id", help="entry id (default: the --out folder name)")
-
-
 def main(args) -> int:
     if args.pair and (args.base or args.tuned):
         raise UserError("give either --pair or --base/--tuned, not both")

@@ -419,15 +419,6 @@ def render(reports: list[EntryReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("validate", help="check leaderboard entries (schema, recomputed numbers, registry, duplicates)")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                   help="entry folders, or a submissions root (= every entry folder in it)")
-    p.add_argument("--root", type=Path, help="submissions root to compare against (duplicates, canonical base"
-                                             " scores, verified.yaml); default: the root the paths are in")
-    p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
-
-
 def main(args) -> int:
     for p in args.paths:
         if not Path(p).exists() and not Path(p).is_symlink():

@@ -6,6 +6,7 @@ implementation before the integer-code path, the order-statistic percentiles and
 import numpy as np
 import pytest
 
+from forgetbench import bootstrap as B
 from forgetbench import metrics as M
 from forgetbench.kl import KLItems, summarize
 from forgetbench.records import ItemResult, TaskRun, TaskSpec
@@ -79,10 +80,10 @@ def test_percentile_ci_equals_numpy_quantile(n):
 ])
 def test_resampled_sums_do_not_depend_on_the_chunking(units, monkeypatch):
     def sums(chunk, rows):
-        monkeypatch.setattr(M, "_CHUNK", chunk)
-        monkeypatch.setattr(M, "_MIN_ROWS", rows)
-        boot = M._boot_units(np.column_stack([units[:, :2], np.ones(len(units))]), 3001, np.random.default_rng(5))
-        return boot.base_reps, boot.diff_reps, M._resample_sums(units, 3001, np.random.default_rng(5))
+        monkeypatch.setattr(B, "_CHUNK", chunk)
+        monkeypatch.setattr(B, "_MIN_ROWS", rows)
+        boot = B._boot_units(np.column_stack([units[:, :2], np.ones(len(units))]), 3001, np.random.default_rng(5))
+        return boot.base_reps, boot.diff_reps, B.resample_sums(units, 3001, np.random.default_rng(5))
 
     ref = sums(4_000_000, 1)  # one chunk, as before chunking existed
     for chunk, rows in ((1, 1), (100, 7), (1 << 15, 64)):

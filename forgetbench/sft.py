@@ -1,6 +1,8 @@
 """Supervised fine-tuning (SFT) of a causal LM on prompt/completion pairs, via TRL's SFTTrainer.
 
-Used by `forgetbench demo` to make a tuned checkpoint, and the seed of the reference training module.
+Used by `forgetbench demo` to make a tuned checkpoint (`sft`), and by `forgetbench train` for its three
+SFT methods (`run_sft_rounds`: expert data, or samples of the model itself filtered by the task's scorer,
+drawn once or at the start of every epoch).
 
 Simplifications (on purpose, nanochat style):
 - full fine-tuning only (no LoRA), single process, CPU or whatever device the Trainer picks;
@@ -16,9 +18,12 @@ Simplifications (on purpose, nanochat style):
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from forgetbench.errors import UserError
@@ -33,21 +38,55 @@ DEMO_RECIPE = {"epochs": 1, "lr": 1e-4, "batch_size": 8, "max_length": 256, "max
 
 
 def to_conversational(example: dict) -> dict:
-    """{"prompt": str, "completion": str} -> TRL's conversational prompt-completion row."""
-    if not isinstance(example.get("prompt"), str) or not isinstance(example.get("completion"), str):
+    """{"prompt": str | messages, "completion": str} -> TRL's conversational prompt-completion row.
+
+    A string prompt becomes one user turn; a list of {"role", "content"} messages (what
+    forgetbench.rewards.TaskScorer.messages gives: the exact turns lm-eval sends) is used as is."""
+    prompt = example.get("prompt")
+    is_messages = isinstance(prompt, list) and bool(prompt) and all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt)
+    if not (isinstance(prompt, str) or is_messages) or not isinstance(example.get("completion"), str):
         raise UserError(f"SFT example needs string 'prompt' and 'completion' fields, got keys {sorted(example)}")
     return {
-        "prompt": [{"role": "user", "content": example["prompt"]}],
+        "prompt": [{"role": "user", "content": prompt}] if isinstance(prompt, str)
+        else [{"role": m["role"], "content": m["content"]} for m in prompt],
         "completion": [{"role": "assistant", "content": example["completion"]}],
     }
 
 
+def jsonl_logger(log_path, extra: dict | None = None, step_offset: int = 0):
+    """A TrainerCallback writing one JSON line per logged training step (logging_steps=1): step, epoch,
+    loss, lr, grad_norm, and whatever else the trainer logs (GRPO: rewards, kl, completion lengths)."""
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        def __init__(self):
+            self.extra, self.step_offset = dict(extra or {}), step_offset
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if log_path and logs and "loss" in logs:
+                row = {"step": state.global_step + self.step_offset, **self.extra, "epoch": logs.get("epoch"),
+                       "loss": logs["loss"], "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm")}
+                row.update({k: v for k, v in logs.items() if k not in ("loss", "learning_rate", "grad_norm",
+                                                                       "epoch") and isinstance(v, (int, float))})
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+    return JsonlLog()
+
+
 def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, lr=1e-4, batch_size=8,
-                  max_length=256, max_steps=None, seed=0, dtype="bfloat16", log_path=None):
-    """SFTTrainer with the model loaded from base_dir and the examples already tokenized and labelled."""
+                  max_length=256, max_steps=None, seed=0, dtype="bfloat16", log_path=None, grad_accum=1,
+                  scheduler="linear", warmup_ratio=0.0, max_grad_norm=1.0, model=None, tokenizer=None,
+                  optimizers=(None, None), logger=None):
+    """SFTTrainer with the model loaded from base_dir and the examples already tokenized and labelled.
+
+    `model`/`tokenizer` (already loaded, fp32) and `optimizers` let a caller keep training the same
+    in-memory model and optimizer across several trainers (forgetbench.train's on-policy rounds);
+    `logger` replaces the default per-step JSONL callback."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTConfig, SFTTrainer
 
     if not examples:
@@ -56,11 +95,11 @@ def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, l
         raise UserError(f"dtype must be 'bfloat16' or 'float32', got {dtype!r}")
     dataset = Dataset.from_list([to_conversational(e) for e in examples])  # validate before the slow load
     set_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.chat_template is None:
         raise UserError(f"{base_dir}: tokenizer has no chat template; SFT trains in chat format")
     # fp32 master weights: bf16 autocast still gives the bf16 matmul speed (see module docstring).
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model = model if model is not None else AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     args = SFTConfig(
         output_dir=str(work_dir),
         num_train_epochs=epochs,
@@ -73,8 +112,10 @@ def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, l
         data_seed=seed,
         bf16=dtype == "bfloat16",
         activation_checkpointing=False,  # small models on CPU: memory is plentiful, recompute only costs time
-        warmup_steps=0,
-        lr_scheduler_type="linear",
+        gradient_accumulation_steps=grad_accum,
+        warmup_steps=float(warmup_ratio),  # transformers 5: a float in [0, 1) is a ratio of the total steps
+        lr_scheduler_type=scheduler,
+        max_grad_norm=max_grad_norm,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
@@ -85,16 +126,41 @@ def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, l
         dataset_num_proc=None,
     )
 
-    class JsonlLog(TrainerCallback):  # one JSON line per logged step (logging_steps=1)
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if log_path and logs and "loss" in logs:
-                row = {"step": state.global_step, "epoch": logs.get("epoch"), "loss": logs["loss"],
-                       "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm")}
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      callbacks=[JsonlLog()])
+                      callbacks=[logger or jsonl_logger(log_path)], optimizers=optimizers)
+
+
+@contextmanager
+def staging(out_dir: Path):
+    """Yield `<out_dir>.tmp` to write a checkpoint into; on success it replaces out_dir (the old one is
+    moved aside first, so a crash never leaves no checkpoint), on any error it is removed."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():  # leftover of an interrupted run
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(tmp / "trainer", ignore_errors=True)  # Trainer's scratch dir is not part of the checkpoint
+    if out_dir.exists():
+        old = out_dir.with_name(out_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out_dir)
+
+
+def save_checkpoint(model, tokenizer, out: Path, dtype: str) -> None:
+    """Model cast to `dtype` + tokenizer (with its chat template): a plain HF dir `forgetbench eval` loads."""
+    import torch
+
+    model.to(getattr(torch, dtype)).save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 def sft(base_dir: str | Path, examples: list[dict], out_dir: Path, *, epochs=2, lr=1e-4, batch_size=8,
@@ -107,57 +173,145 @@ def sft(base_dir: str | Path, examples: list[dict], out_dir: Path, *, epochs=2, 
     new one is complete). log_path (optional) receives the per-step log while training runs; a copy always
     ends up in out_dir/forgetbench_train_log.jsonl.
     """
-    import torch
-
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     if not (base_dir / "config.json").is_file():
         raise UserError(f"SFT base {base_dir} is not a local Hugging Face model directory (no config.json)")
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():  # leftover of an interrupted run
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    log = Path(log_path) if log_path else tmp / LOG_FILE
-    log.write_text("")
     hparams = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "max_length": max_length,
                "max_steps": max_steps, "seed": seed, "dtype": dtype}
-
-    start = time.time()
-    try:
+    with staging(out_dir) as tmp:
+        log = Path(log_path) if log_path else tmp / LOG_FILE
+        log.write_text("")
+        start = time.time()
         trainer = build_trainer(base_dir, examples, tmp / "trainer", log_path=log, **hparams)
         result = trainer.train()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    wall = time.time() - start
-
-    model = trainer.model.to(getattr(torch, dtype))
-    model.save_pretrained(tmp)
-    trainer.processing_class.save_pretrained(tmp)
-    shutil.rmtree(tmp / "trainer", ignore_errors=True)
-    if log != tmp / LOG_FILE:
-        shutil.copyfile(log, tmp / LOG_FILE)
-    steps = [json.loads(line) for line in (tmp / LOG_FILE).read_text().splitlines()]
-    recipe = {
-        "method": "sft",
-        "base": str(base_dir.resolve()),
-        "hyperparameters": hparams,
-        "n_examples": len(examples),
-        "steps": result.global_step,
-        "final_loss": steps[-1]["loss"] if steps else None,
-        "mean_loss": result.training_loss,
-        "wall_seconds": round(wall, 1),
-        "versions": _versions(),
-    }
-    (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
-    if out_dir.exists():  # replace: move the old one aside first, so a crash never leaves no checkpoint
-        old = out_dir.with_name(out_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out_dir)
+        wall = time.time() - start
+        save_checkpoint(trainer.model, trainer.processing_class, tmp, dtype)
+        if log != tmp / LOG_FILE:
+            shutil.copyfile(log, tmp / LOG_FILE)
+        steps = [json.loads(line) for line in (tmp / LOG_FILE).read_text().splitlines()]
+        recipe = {
+            "method": "sft",
+            "base": str(base_dir.resolve()),
+            "hyperparameters": hparams,
+            "n_examples": len(examples),
+            "steps": result.global_step,
+            "final_loss": steps[-1]["loss"] if steps else None,
+            "mean_loss": result.training_loss,
+            "wall_seconds": round(wall, 1),
+            "versions": _versions(),
+        }
+        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
     return out_dir
+
+
+# ------------------------------------------------------------------------------------ sampling
+
+
+def sample_responses(model, tokenizer, prompts: list[list[dict]], *, n: int, max_new_tokens: int,
+                     temperature: float, batch_size: int, seed: int, dtype: str) -> list[list[str]]:
+    """n sampled responses per chat prompt from `model` as it is now (HF generate, batched, left-padded;
+    pure temperature sampling: no top-k/top-p), decoded without special tokens like lm-eval does."""
+    import torch
+
+    texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts]
+    per_call = max(1, batch_size // n)
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    was_training = model.training
+    model.eval()
+    torch.manual_seed(seed)
+    out: list[list[str]] = []
+    try:
+        for i in range(0, len(texts), per_call):
+            enc = tokenizer(texts[i:i + per_call], return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+                gen = model.generate(**enc.to(model.device), do_sample=True, temperature=temperature, top_k=0,
+                                     top_p=1.0, max_new_tokens=max_new_tokens, num_return_sequences=n,
+                                     pad_token_id=tokenizer.pad_token_id)
+            dec = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out += [dec[j * n:(j + 1) * n] for j in range(len(dec) // n)]
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return out
+
+
+def keep_correct(scorer, responses: list[list[str]]) -> tuple[list[dict], dict]:
+    """SFT examples from the samples that score full marks with the task's eval scorer."""
+    kept, scores, solved = [], [], 0
+    for doc, resps in zip(scorer.docs, responses, strict=True):
+        good = []
+        for text in resps:
+            scores.append(scorer.score(doc, text))
+            if scores[-1] >= 1.0 and scorer.keep_text(text).strip():
+                good.append({"prompt": scorer.messages(doc), "completion": scorer.keep_text(text)})
+        solved += bool(good)
+        kept += good
+    stats = {"sampled": len(scores), "kept": len(kept), "prompts": len(responses), "prompts_solved": solved,
+             "mean_score": round(sum(scores) / len(scores), 4) if scores else 0.0}
+    return kept, stats
+
+
+# ------------------------------------------------------------------------------------ SFT loop
+
+
+def _lr_factor(progress: float, r: dict) -> float:
+    w = r["warmup_ratio"]
+    if progress < w:
+        return progress / w
+    p = min(1.0, (progress - w) / (1 - w)) if w < 1 else 1.0
+    return {"linear": 1 - p, "cosine": 0.5 * (1 + math.cos(math.pi * p)), "constant": 1.0}[r["scheduler"]]
+
+
+def run_sft_rounds(base_dir: Path, r: dict, work: Path, log: Path, *, examples=None, scorer=None) -> tuple:
+    """The SFT loop shared by sft / self-sft / onpolicy-sft; returns (model, tokenizer, info)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if r["scheduler"] not in ("linear", "cosine", "constant"):
+        raise UserError(f"recipe scheduler: expected linear, cosine or constant, got {r['scheduler']!r}")
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=0.0)
+    onpolicy = r["method"] == "onpolicy-sft"
+    rounds, epochs_per_round = (r["epochs"], 1) if onpolicy else (1, r["epochs"])
+    cap = math.ceil(r["max_steps"] / rounds) if r["max_steps"] else None
+    info = {"rounds": [], "steps": 0, "examples": []}
+    for k in range(rounds):
+        stats = {"round": k}
+        if examples is None:  # self-sft (k == 0 only) and onpolicy-sft: sample from the model as it is now
+            prompts = [scorer.messages(d) for d in scorer.docs]
+            resps = sample_responses(model, tok, prompts, n=r["samples_per_prompt"], temperature=r["temperature"],
+                                     max_new_tokens=r["max_new_tokens"] or scorer.max_gen_toks,
+                                     batch_size=r["sample_batch_size"], seed=r["seed"] + k, dtype=r["dtype"])
+            batch, sampled = keep_correct(scorer, resps)
+            stats.update(sampled)
+            with open(log, "a") as f:
+                f.write(json.dumps({"event": "sample", "step": info["steps"], **stats}) + "\n")
+        else:
+            batch = examples
+        info["examples"] += [{"round": k, **e} for e in batch]
+        steps = math.ceil(len(batch) * epochs_per_round / (r["batch_size"] * r["grad_accum"]))
+        steps = min(steps, cap) if cap else steps
+        stats["steps"] = steps
+        info["rounds"].append(stats)
+        if not batch:
+            print(f"[train] round {k}: no correct samples, nothing to fine-tune on", file=sys.stderr)
+            continue
+        for group in opt.param_groups:  # a new LambdaLR scales the lr it finds: reset it to the base lr
+            group["lr"] = r["lr"]
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s, k=k, n=steps: max(0.0, _lr_factor((k + min(s, n) / n) / rounds, r)))
+        trainer = build_trainer(
+            base_dir, batch, work, epochs=epochs_per_round, lr=r["lr"], batch_size=r["batch_size"],
+            max_length=r["max_length"], max_steps=steps, seed=r["seed"] + k, dtype=r["dtype"],
+            grad_accum=r["grad_accum"], max_grad_norm=r["max_grad_norm"], model=model, tokenizer=tok,
+            optimizers=(opt, sched), logger=jsonl_logger(log, {"round": k} if rounds > 1 else None, info["steps"]))
+        info["steps"] += trainer.train().global_step
+        model = trainer.model
+    if not info["steps"]:
+        raise UserError(f"{r['method']}: no correct samples in any round, so no training happened "
+                        f"({info['rounds']}); try more samples_per_prompt or a stronger base model")
+    return model, tok, info
 
 
 def _versions() -> dict:

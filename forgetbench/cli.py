@@ -154,6 +154,18 @@ def cmd_toy(args) -> int:
     return toy_main(args.steps, args.lr, args.seed, args.out, args.json)
 
 
+def _add_train(sub) -> None:
+    from .train import add_arguments
+
+    add_arguments(sub.add_parser("train", help="fine-tune BASE on a target task: sft | self-sft | onpolicy-sft | rl (TRL)"))
+
+
+def cmd_train(args) -> int:
+    from .train import main as train_main
+
+    return train_main(args)
+
+
 def cmd_law(args) -> int:
     from .law import main as law_main
 
@@ -172,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="redo the SFT even if a cached checkpoint exists")
     _add_submissions(sub)
     _add_toy(sub)
+    _add_train(sub)
     lb = sub.add_parser("leaderboard", help="static leaderboard site from submission folders")
     lbs = lb.add_subparsers(dest="lb_command", required=True)
     b = lbs.add_parser("build", help="validate submissions, ingest into OUT/leaderboard.duckdb, render the site")
@@ -186,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "law": cmd_law, "export": cmd_export, "leaderboard": cmd_leaderboard, "toy": cmd_toy,
+COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "law": cmd_law, "export": cmd_export, "leaderboard": cmd_leaderboard, "toy": cmd_toy, "train": cmd_train,
             "validate": cmd_validate}
 
 

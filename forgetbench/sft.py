@@ -226,7 +226,7 @@ def sample_responses(model, tokenizer, prompts: list[list[dict]], *, n: int, max
             with torch.no_grad(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
                 gen = model.generate(**enc.to(model.device), do_sample=True, temperature=temperature, top_k=0,
                                      top_p=1.0, max_new_tokens=max_new_tokens, num_return_sequences=n,
-                                     pad_token_id=tokenizer.pad_token_id)
+                                     pad_token_id=tokenizer.pad_token_id, use_cache=True)  # Trainer may turn it off
             dec = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             out += [dec[j * n:(j + 1) * n] for j in range(len(dec) // n)]
     finally:

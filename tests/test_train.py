@@ -290,3 +290,19 @@ def test_rl_end_to_end(tiny_model_dir, tmp_path, beta):
     assert step["rewards/lite_countdown_score/mean"] == step["reward"] == 0.0  # a random model is never right
     assert ("kl" in step) == (beta > 0) and rec["hyperparameters"]["beta"] == beta
     assert [ex["doc_index"] for ex in read_jsonl(out / "forgetbench_train_data.jsonl")] == [0, 1]
+
+
+def test_sampler_batches_and_restores_the_model(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from forgetbench.sft import sample_responses
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).train()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompts = [[{"role": "user", "content": f"Say {i}."}] for i in range(3)]
+    kw = dict(n=2, max_new_tokens=4, temperature=1.0, batch_size=4, dtype="bfloat16")
+    a = sample_responses(model, tok, prompts, seed=1, **kw)
+    assert [len(r) for r in a] == [2, 2, 2] and all(isinstance(t, str) and t for r in a for t in r)
+    assert a == sample_responses(model, tok, prompts, seed=1, **kw)  # seeded
+    assert model.training and tok.padding_side == "right"

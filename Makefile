@@ -1,5 +1,5 @@
 # Two entry points, each doing all set-up on a fresh machine:
-#   make demo   bundled model -> short SFT on lite countdown -> forgetbench eval on the lite suite
+#   make demo   bundled model -> SFT, on-policy SFT, RL on lite_ifeval -> eval of the 3 pairs -> leaderboard
 #   make test   the test suite (offline)
 PY ?= python3
 PIP = $(PY) -m pip

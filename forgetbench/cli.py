@@ -99,9 +99,12 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import METHODS, DemoConfig, run_demo
 
-    return run_demo(db=args.db, force=args.force)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if not methods or set(methods) - set(METHODS):
+        raise UserError(f"--methods {args.methods!r}: choose from {', '.join(METHODS)}")
+    return run_demo(DemoConfig(methods=methods, out=args.out, db=args.db, force=args.force))
 
 
 def _add_submissions(sub) -> None:
@@ -179,9 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     t = sub.add_parser("tasks", help="list the registered tasks")
     t.add_argument("--json", action="store_true")
-    d = sub.add_parser("demo", help="bundled model -> short SFT on lite countdown -> eval on the lite suite")
-    d.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)))
-    d.add_argument("--force", action="store_true", help="redo the SFT even if a cached checkpoint exists")
+    d = sub.add_parser("demo", help="bundled model -> SFT, on-policy SFT and RL on lite_ifeval -> eval of the "
+                       "three pairs on the lite suite -> leaderboard")
+    d.add_argument("--out", type=Path, help="where entries, site and DB go (default $FORGETBENCH_HOME/demo)")
+    d.add_argument("--db", type=Path, help="DuckDB store (default OUT/forgetbench.duckdb)")
+    d.add_argument("--methods", default="sft,onpolicy-sft,rl", help="comma-separated subset of sft,onpolicy-sft,rl")
+    d.add_argument("--force", action="store_true", help="retrain even if cached checkpoints exist")
     _add_submissions(sub)
     _add_toy(sub)
     _add_train(sub)

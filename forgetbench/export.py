@@ -207,34 +207,52 @@ def _model_meta(con, model_hash: str) -> tuple[dict, dict]:
     return {"hub_id": None, "revision": None, "content_hash": model_hash}, {}
 
 
-def metadata_template(con, entry_id: str, results: dict) -> str:
+def metadata_fields(con, entry_id: str, results: dict) -> dict:
+    """The metadata.yaml fields, pre-filled from what the store and the tuned model's
+    forgetbench_train.json know (method, hyperparameters, training data, compute); TODO elsewhere."""
     p = results["pair"]
     base, _ = _model_meta(con, p["base_hash"])
     tuned, recipe = _model_meta(con, p["tuned_hash"])
     hp = {k: v for k, v in (recipe.get("hyperparameters") or {}).items() if isinstance(v, (str, int, float, bool))}
-    dump = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731 - JSON is YAML flow style
-    method = recipe.get("method") or "TODO: sft | self-sft | onpolicy-sft | rl | other"
-    return f"""# forgetbench submission metadata (format v{SCHEMA_VERSION}); see submissions/README.md.
-# Replace every TODO; `forgetbench validate` rejects the entry while any remain.
-schema_version: {SCHEMA_VERSION}
-id: {dump(entry_id)}
-title: "TODO: short human title, e.g. SmolLM2-135M SFT on countdown"
-base: {dump(base)}
-tuned: {dump(tuned)}
-method: {dump(method)}
-target: {dump(p["target"])}
-training_data: "TODO: dataset id or description{f' ({recipe["n_examples"]} examples)' if recipe.get('n_examples') else ''}"
-hyperparameters: {dump(hp)}
-compute: "TODO: e.g. 1x A100 2h"
-contact: "TODO: email or GitHub handle"
-licence: "TODO: SPDX id, e.g. Apache-2.0"
-reference: false
-notes: null
-"""
+    machine = recipe.get("machine") or {}
+    compute = (f"CPU, {machine['cpus']} cores, {recipe['wall_seconds']} s of training (forgetbench train)"
+               if machine.get("cpus") and recipe.get("wall_seconds") is not None else "TODO: e.g. 1x A100 2h")
+    n = f" ({recipe['n_examples']} examples)" if recipe.get("n_examples") else ""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "id": entry_id,
+        "title": "TODO: short human title, e.g. SmolLM2-135M SFT on countdown",
+        "base": base,
+        "tuned": tuned,
+        "method": recipe.get("method") or "TODO: sft | self-sft | onpolicy-sft | rl | other",
+        "target": p["target"],
+        "training_data": recipe.get("training_data") or f"TODO: dataset id or description{n}",
+        "hyperparameters": hp,
+        "compute": compute,
+        "contact": "TODO: email or GitHub handle",
+        "licence": "TODO: SPDX id, e.g. Apache-2.0",
+        "reference": False,
+        "notes": None,
+    }
+
+
+def render_metadata(fields: dict) -> str:
+    """YAML with one field per line; values are JSON (YAML flow style), so no quoting surprises."""
+    lines = [f"# forgetbench submission metadata (format v{SCHEMA_VERSION}); see submissions/README.md.",
+             "# Replace every TODO; `forgetbench validate` rejects the entry while any remain."]
+    lines += [f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def metadata_template(con, entry_id: str, results: dict) -> str:
+    return render_metadata(metadata_fields(con, entry_id, results))
 
 
 def export_entry(db: Path, out: Path, *, pair_id: str | None = None, base: str | None = None,
-                 tuned: str | None = None, target: str | None = None, entry_id: str | None = None) -> ExportResult:
+                 tuned: str | None = None, target: str | None = None, entry_id: str | None = None,
+                 metadata: dict | None = None) -> ExportResult:
+    """`metadata`: fields that override the template's; the file is then (re)written even if it exists
+    (for programs that own the entry, like `forgetbench demo`); without it an existing file is kept."""
     out = Path(out)
     entry_id = entry_id or out.name
     if not ENTRY_ID.fullmatch(entry_id):
@@ -249,14 +267,22 @@ def export_entry(db: Path, out: Path, *, pair_id: str | None = None, base: str |
         if results["pair"]["target"] is None:
             warnings.append("the pair has no target (evaluated without --target); leaderboard entries need one")
         md = out / METADATA_FILE
-        template = None if md.exists() else metadata_template(store.con, entry_id, results)
+        template = None
+        if metadata is not None:
+            template = render_metadata({**metadata_fields(store.con, entry_id, results), **metadata})
+        elif not md.exists():
+            template = metadata_template(store.con, entry_id, results)
     if out.name != entry_id:
         warnings.append(f"the folder is named {out.name!r} but the id is {entry_id!r}; submit it as submissions/{entry_id}/")
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (RESULTS_FILE + ".tmp")
     tmp.write_text(json.dumps(results, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n", encoding="utf-8")
     tmp.replace(out / RESULTS_FILE)
-    if template is not None:
+    if metadata is not None:
+        tmp_md = out / (METADATA_FILE + ".tmp")
+        tmp_md.write_text(template, encoding="utf-8")
+        tmp_md.replace(md)
+    elif template is not None:
         with open(md, "x", encoding="utf-8") as f:  # "x": never clobber a submitter's file
             f.write(template)
     return ExportResult(out, entry_id, row[0], template is not None, tuple(warnings))

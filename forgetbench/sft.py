@@ -1,6 +1,6 @@
 """Supervised fine-tuning (SFT) of a causal LM on prompt/completion pairs, via TRL's SFTTrainer.
 
-Used by `forgetbench demo` to make a tuned checkpoint (`sft`), and by `forgetbench train` for its three
+Used by `forgetbench train` (and so `forgetbench demo`) for its three
 SFT methods (`run_sft_rounds`: expert data, or samples of the model itself filtered by the task's scorer,
 drawn once or at the start of every epoch).
 
@@ -31,10 +31,6 @@ from forgetbench.errors import UserError
 RECIPE_FILE = "forgetbench_train.json"
 LOG_FILE = "forgetbench_train_log.jsonl"
 
-# Settings for `forgetbench demo` (SmolLM2-135M-Instruct, 160 lite-countdown examples of ~160 tokens, 2 CPU cores).
-# Full fine-tuning costs ~38 CPU-s per step of 8 examples, so the time budget (~2 min) is a step cap, not data
-# size: 8 steps at lr 1e-4 took the loss 1.54 -> 0.26 and greedy answers from 0/8 to 6/8 "<answer>" format.
-DEMO_RECIPE = {"epochs": 1, "lr": 1e-4, "batch_size": 8, "max_length": 256, "max_steps": 6}
 
 
 def to_conversational(example: dict) -> dict:

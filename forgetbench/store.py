@@ -74,6 +74,8 @@ class Store:
             raise UserError(f"no store at {self.path}")
         if self.path.exists() and self.path.is_dir():
             raise UserError(f"{self.path} is a directory, not a DuckDB file")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # `--db results/new.duckdb` just works
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as e:

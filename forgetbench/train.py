@@ -59,6 +59,15 @@ EXPERTS = {"countdown": "forgetbench.lite.countdown:expert_response"}
 # ------------------------------------------------------------------------------------- recipes
 
 
+def recipes_dir() -> Path:
+    """The shipped recipes: the checkout's `recipes/`, or the wheel's copy."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "recipes", here / "_recipes"):
+        if cand.is_dir():
+            return cand
+    raise UserError("cannot find the shipped training recipes (recipes/)")
+
+
 def load_recipe(path: Path | None, method: str | None, overrides: list[str] = ()) -> dict:
     """Defaults of the method < the YAML file < `--set KEY=VALUE`; unknown keys and bad types fail."""
     raw = {}

@@ -104,7 +104,17 @@ def test_method_and_hyperparameters_come_from_the_training_recipe(store, tmp_pat
     export.export_entry(copy, out, base=base, tuned=tuned)
     md = yaml.safe_load((out / "metadata.yaml").read_text())
     assert md["method"] == "sft" and md["hyperparameters"] == {"lr": 1e-4, "epochs": 2}
-    assert "150 examples" in md["training_data"]
+    assert "150 examples" in md["training_data"] and md["compute"].startswith("TODO")
+
+    # a full `forgetbench train` record also fills training data and compute
+    (model_dir / "forgetbench_train.json").write_text(json.dumps(
+        {"method": "rl", "hyperparameters": {"beta": 0.0}, "training_data": "lite_ifeval: 24 prompts",
+         "wall_seconds": 61.5, "machine": {"cpus": 2}}))
+    export.export_entry(copy, out, base=base, tuned=tuned, metadata={"title": "demo", "reference": True})
+    md = yaml.safe_load((out / "metadata.yaml").read_text())
+    assert md["method"] == "rl" and md["training_data"] == "lite_ifeval: 24 prompts"
+    assert md["compute"] == "CPU, 2 cores, 61.5 s of training (forgetbench train)"
+    assert md["title"] == "demo" and md["reference"] is True  # metadata= rewrites the file
 
 
 def test_selection_errors_list_the_candidates(store, tmp_path):

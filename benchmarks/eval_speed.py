@@ -5,8 +5,8 @@ Three timings over the same tasks and rows (the lite suite: generated rows, iden
   base cached   the same after deleting the tuned model's runs (what a second tuned model costs)
   lm_eval x2    `lm_eval --model hf` once for BASE and once for TUNED (no per-item store, no pairing)
 
-The pair is the bundled SmolLM2-135M-Instruct and the demo's SFT checkpoint (`forgetbench demo`
-builds and caches it). Usage: python benchmarks/eval_speed.py [--tasks lite_countdown,lite_mc]
+The pair is the bundled SmolLM2-135M-Instruct and the demo's SFT checkpoint (trained here if
+`forgetbench demo` has not cached it yet). Usage: python benchmarks/eval_speed.py [--tasks lite_countdown,lite_mc]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from forgetbench import registry  # noqa: E402
-from forgetbench.demo import tuned_checkpoint  # noqa: E402
+from forgetbench.demo import DemoConfig, tuned_checkpoint  # noqa: E402
 from forgetbench.models import resolve  # noqa: E402
 from forgetbench.store import Store  # noqa: E402
 
@@ -41,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     base = resolve("smollm2-135m-instruct")
-    tuned = tuned_checkpoint(base.path, base.content_hash)
+    tuned, _ = tuned_checkpoint("sft", base.spec, base.content_hash, DemoConfig())
     db = Path(tempfile.mkdtemp()) / "bench.duckdb"
     fb = [sys.executable, "-m", "forgetbench.cli", "eval", base.path, str(tuned), "--tasks", args.tasks,
           "--db", str(db), "--batch-size", str(args.batch_size)]

@@ -135,20 +135,20 @@ def run(cfg: DemoConfig) -> DemoResult:
     return DemoResult(tuple(pairs), db, subs, built.out / "index.html", times)
 
 
-def summary_table(pairs) -> str:
+def summary_table(rows: list[tuple[str, object]]) -> str:
+    """One line per (label, PairReport): gain on the target, mean drop, forward KL, with CIs."""
     def est(e, scale=100.0, fmt="+.1f"):
         if e is None:
             return "-"
         v, lo, hi = (e["value"], e["lo"], e["hi"]) if isinstance(e, dict) else (e.value, e.lo, e.hi)
         return f"{scale * v:{fmt}} [{scale * lo:{fmt}}, {scale * hi:{fmt}}]"
 
-    lines = [f"{'method':<14}{'gain on target':<24}{'mean drop':<24}{'KL(base||tuned) nats/seq':<28}",
-             "-" * 90]
-    for p in pairs:
-        r = p.report
+    lines = [f"{'run':<18}{'gain on target':<24}{'mean drop':<24}{'KL(base||tuned) nats/seq':<28}",
+             "-" * 94]
+    for label, r in rows:
         target = next(d for d in r.deltas if d.role == "target")
         kl = est(r.kl["fwd_seq"], 1.0, ".3g") if r.kl else "-"
-        lines.append(f"{p.method:<14}{est(target.delta):<24}{est(r.mean_drop):<24}{kl:<28}")
+        lines.append(f"{label:<18}{est(target.delta):<24}{est(r.mean_drop):<24}{kl:<28}")
     return "\n".join(lines)
 
 
@@ -161,7 +161,7 @@ def run_demo(cfg: DemoConfig) -> int:
         print(f"\n=== {p.method} ===")
         print(render_table(p.report))
     print("gain on the target and mean drop over the probes in points (x100), 95% CIs")
-    print(summary_table(res.pairs))
+    print(summary_table([(p.method, p.report) for p in res.pairs]))
     print(f"\n[demo] done in {time.time() - t0:.0f} s; stages: "
           + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()))
     print(f"[demo] results (DuckDB): {res.db}")

@@ -124,8 +124,7 @@ def run(cfg: DemoConfig) -> DemoResult:
                                            kl_samples=cfg.kl_samples))
         times[f"eval {method}"] = time.time() - t
         entry = subs / f"reference-smollm2-135m-{target.replace('_', '-')}-{method}"
-        export_entry(db, entry, base=base.content_hash, tuned=report.tuned.content_hash, target=target,
-                     metadata=entry_metadata(method, target, record))
+        export_entry(db, entry, pair_id=report.pair_id, metadata=entry_metadata(method, target, record))
         pairs.append(DemoPair(method, tuned, entry, report, t_train))
     t = time.time()
     built = build(subs, out / "site")

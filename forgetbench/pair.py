@@ -136,7 +136,9 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
             report = replace(report, kl=pair_kl(store, base, tuned, spec, base_run, kls, settings.device,
                                                 settings.backend))
         from .report import to_json
+        from .store import pair_id
 
+        report = replace(report, pair_id=pair_id(report))
         pid = store.put_pair(report, to_json(report))
         if report.kl:
             store.put_pair_kl(pid, report.kl)

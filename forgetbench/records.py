@@ -176,3 +176,4 @@ class PairReport:
     mean_drop: Estimate | None
     settings: dict[str, Any]
     kl: dict[str, Any] | None = None  # forward KL on the target (forgetbench.divergence.pair_kl)
+    pair_id: str | None = None  # the store's key (forgetbench.store.pair_id), set once the pair is stored

@@ -51,7 +51,7 @@ def render_table(report: PairReport) -> str:
     lines = [
         _model_line("base", report.base),
         _model_line("tuned", report.tuned),
-        f"target {report.target or '(none)'}",
+        f"target {report.target or '(none)'}" + (f"   (pair {report.pair_id})" if report.pair_id else ""),
         "",
         fmt(rows[0]),
         "  ".join("-" * w for w in widths),
@@ -110,6 +110,7 @@ def to_json(report: PairReport) -> dict:
         "mean_drop": _est_json(report.mean_drop),
         "settings": _plain(report.settings),
         "kl": _plain(report.kl),
+        "pair_id": report.pair_id,
     }
 
 
@@ -143,4 +144,5 @@ def from_json(d: dict) -> PairReport:
         mean_drop=_est_from(d["mean_drop"]),
         settings=d["settings"],
         kl=d.get("kl"),
+        pair_id=d.get("pair_id"),
     )

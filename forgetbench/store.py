@@ -67,6 +67,13 @@ def _now():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def pair_id(report: PairReport) -> str:
+    """A pair's key: its two models, target and exact task runs (re-evaluating the same runs replaces it)."""
+    runs = sorted(report.settings.get("run_ids", []))
+    raw = "\x1f".join([report.base.content_hash, report.tuned.content_hash, report.target or "", *runs])
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
 class Store:
     def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
@@ -189,9 +196,7 @@ class Store:
 
     # ---- pairs
     def put_pair(self, report: PairReport, report_json: dict) -> str:
-        runs = sorted(report.settings.get("run_ids", []))
-        raw = "\x1f".join([report.base.content_hash, report.tuned.content_hash, report.target or "", *runs])
-        pid = hashlib.sha256(raw.encode()).hexdigest()[:24]
+        pid = pair_id(report)
         md = report.mean_drop
         self.con.execute("BEGIN TRANSACTION")
         try:

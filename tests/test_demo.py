@@ -62,7 +62,13 @@ def test_demo_runs_the_whole_loop(tiny_model_dir, fb_home, expert_sampler, tmp_p
     html = res.index.read_text()
     assert res.index.is_file() and all(p.entry.name in html for p in res.pairs)
 
-    # a second demo reuses the three checkpoints (no training) and every stored run
+    # a second demo reuses the three checkpoints (no training) and every stored run, and exports the pair
+    # it just evaluated even when the store holds older pairs of the same models (e.g. before a task
+    # version bump): simulated by a copy of each pair under another id
+    with Store(res.db) as s:
+        assert {r[0] for r in s.con.execute("SELECT pair_id FROM pairs").fetchall()} == {
+            p.report.pair_id for p in res.pairs}
+        s.con.execute("INSERT INTO pairs SELECT 'old' || pair_id[4:], * EXCLUDE (pair_id) FROM pairs")
     again = demo.run(cfg)
     assert [p.tuned for p in again.pairs] == [p.tuned for p in res.pairs]
     assert "checkpoint cached" in capsys.readouterr().err

@@ -41,6 +41,8 @@ def test_registry_lists_lite_suite_with_generators():
         assert src.generator.startswith("forgetbench.lite.") and 40 <= src.n <= 150
         rows = data.read_source(src, None)
         assert len(rows) == src.n
+        # a repeated item counts twice in every mean and CI (lite_mc 1.0 had one)
+        assert len({data.canonical(r) for r in rows}) == len(rows), f"{spec.name}: duplicate rows"
 
 
 def test_countdown_rows_solvable_and_expert_correct():

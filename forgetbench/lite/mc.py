@@ -79,10 +79,14 @@ def generate(n: int, seed: int) -> list[dict]:
         ("month", lambda r: _next_in(r, MONTHS, "month")),
         ("opposite", _opposite),
     )
-    rows = []
+    rows, seen = [], set()
     for i in range(n):
         category, make = makers[i % len(makers)]
-        question, right, wrong = make(rng)
+        for _ in range(100):  # a repeated question is the same item twice: it would count double
+            question, right, wrong = make(rng)
+            if question not in seen:
+                break
+        seen.add(question)
         choices = list(wrong)
         answer = rng.randrange(4)
         choices.insert(answer, right)

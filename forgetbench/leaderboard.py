@@ -232,7 +232,8 @@ def _rows(e: Entry, hib: dict[str, bool]) -> tuple[dict, list[dict], list[dict],
         "target": target, "status": e.status, "badges": json.dumps(list(e.badges)),
         "warnings": json.dumps(list(e.warnings)),
         "base_hub_id": _text(base.get("hub_id"), 300), "base_revision": _text(base.get("revision"), 100),
-        "base_hash": _text(base.get("content_hash"), 64), "tuned_hub_id": _text(tuned.get("hub_id"), 300),
+        "base_hash": _text(base.get("content_hash"), 64),
+        "base_spec": _text((r.get("pair") or {}).get("base_spec"), 300), "tuned_hub_id": _text(tuned.get("hub_id"), 300),
         "tuned_revision": _text(tuned.get("revision"), 100), "tuned_hash": _text(tuned.get("content_hash"), 64),
         "training_data": _text(m.get("training_data")), "hyperparameters": json.dumps(
             {_text(k, 200): v if isinstance(v, (int, float, bool)) or v is None else _text(v, 500) for k, v in hp.items()}),
@@ -249,7 +250,7 @@ def _rows(e: Entry, hib: dict[str, bool]) -> tuple[dict, list[dict], list[dict],
 
 _COLUMNS = {
     "entries": "entry_id VARCHAR PRIMARY KEY, title VARCHAR, method VARCHAR, target VARCHAR, status VARCHAR, "
-               "badges JSON, warnings JSON, base_hub_id VARCHAR, base_revision VARCHAR, base_hash VARCHAR, tuned_hub_id VARCHAR, "
+               "badges JSON, warnings JSON, base_hub_id VARCHAR, base_revision VARCHAR, base_hash VARCHAR, base_spec VARCHAR, tuned_hub_id VARCHAR, "
                "tuned_revision VARCHAR, tuned_hash VARCHAR, training_data VARCHAR, hyperparameters JSON, "
                "compute VARCHAR, contact VARCHAR, licence VARCHAR, notes VARCHAR, reference BOOLEAN, "
                "exported_at VARCHAR, versions JSON, settings JSON, seed VARCHAR, n_boot VARCHAR, "

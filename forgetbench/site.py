@@ -28,6 +28,11 @@ from .site_plots import Point, drop_at_gain, linear_fit, matched_gain_level, par
 N_COLOURS = 10  # static/leaderboard.css defines .c0 .. .c9
 
 
+def _named(spec: str | None) -> str | None:
+    """A model spec that is a name (the bundled model), not a local path or a fake script."""
+    return spec if spec and not any(c in spec for c in "/\\:") and len(spec) <= 60 else None
+
+
 def assets_dir() -> Path:
     """leaderboard/ of a checkout, or the copy a wheel carries inside the package."""
     here = Path(__file__).resolve().parent
@@ -120,7 +125,7 @@ def _load(con) -> dict:
         e["versions"] = json.loads(e["versions"])
         e["settings"] = json.loads(e["settings"])
         e["colour"] = colour[e["method"]]
-        e["base_label"] = e["base_hub_id"] or e["base_hash"][:12]
+        e["base_label"] = e["base_hub_id"] or _named(e["base_spec"]) or e["base_hash"][:12]
         e["tuned_label"] = e["tuned_hub_id"] or e["tuned_hash"][:12]
         e["kl"] = kl.get(e["entry_id"])
         e.update(by_entry[e["entry_id"]])

@@ -7,6 +7,7 @@ same rows (mmlu: one `mmlu_<subject>` task per subject; gsm8k zero-shot, as forg
 score of each side, the difference in points and the number of items that disagree.
 
 Usage: python benchmarks/fidelity.py --data-dir ../shared/data/hf [--limit 200] [--tasks mmlu,gsm8k]
+       [--max-gen-toks N]  (the same generation cap on both sides)
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _jsonl(rows) -> str:
     return f.name
 
 
-def builtin_scores(lm, name: str, rows, metric: str) -> list[float]:
+def builtin_scores(lm, name: str, rows, metric: str, max_gen_toks: int | None = None) -> list[float]:
     """Per-row scores from lm-eval's built-in task(s), in the order of `rows`."""
     from lm_eval import evaluator
     from lm_eval.tasks import TaskManager
@@ -56,6 +57,8 @@ def builtin_scores(lm, name: str, rows, metric: str) -> list[float]:
         if name == "gsm8k":
             ov["num_fewshot"] = 0
         task = tm._factory.build(tm.task_index[task_name], overrides=ov, registry=tm.task_index)
+        if max_gen_toks is not None and task.config.output_type == "generate_until":
+            task.config.generation_kwargs["max_gen_toks"] = max_gen_toks  # read when requests are built
         res = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=tm, log_samples=True,
                                         apply_chat_template=True, bootstrap_iters=0)
         mname, _, filt = metric.partition(",")
@@ -71,10 +74,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=200)
     ap.add_argument("--tasks", default="mmlu,hellaswag,gsm8k,ifeval")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-gen-toks", type=int, help="cap the generation length on BOTH sides (a cheaper check of "
+                    "prompts and scoring; ifeval's own 1280 tokens take about two CPU-hours per side for 200 rows here)")
     args = ap.parse_args()
     from forgetbench.backends import build_lm
 
-    settings = EvalSettings(batch_size=args.batch_size)
+    settings = EvalSettings(batch_size=args.batch_size, max_gen_toks=args.max_gen_toks)
     model = resolve("smollm2-135m-instruct")
     lm = build_lm(model, settings)
     # bf16 loglikelihoods on CPU depend on which requests share a padded batch; forgetbench scores
@@ -88,7 +93,8 @@ def main() -> None:
         task_lm = lm_single if name == "mmlu" else lm
         run = harness.score_task(task_lm, model, spec, docs, settings, chat_template=True)
         ours = [i.score for i in run.items]
-        theirs = builtin_scores(task_lm, name, list(docs.rows), harness.primary_key(spec.primary_metric))
+        theirs = builtin_scores(task_lm, name, list(docs.rows), harness.primary_key(spec.primary_metric),
+                                args.max_gen_toks)
         a, b = sum(ours) / len(ours), sum(theirs) / len(theirs)
         differ = sum(x != y for x, y in zip(ours, theirs))
         print(f"{name:<10}{len(ours):>5}{100 * a:>13.2f}{100 * b:>10.2f}{100 * (a - b):>11.2f}{differ:>14}"

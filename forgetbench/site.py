@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from .fanout import chunked_map
 from .leaderboard import FORGOTTEN_CAP, valid_id
 from .site_plots import Point, drop_at_gain, linear_fit, matched_gain_level, pareto_frontier, scatter
 
@@ -217,35 +217,17 @@ _PAGES_PER_TASK = 50
 
 
 def _entry_pages(templates: Path | None, entries: list[dict], common: dict, out: Path, env=None) -> None:
-    n = min(_cores(), 1 + len(entries) // PARALLEL_MIN_PAGES)
-    if n > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        chunks = [entries[i : i + _PAGES_PER_TASK] for i in range(0, len(entries), _PAGES_PER_TASK)]
-        try:
-            with ProcessPoolExecutor(max_workers=n) as pool:
-                for f in [pool.submit(_write_entry_pages, templates, c, common, out) for c in chunks]:
-                    f.result()
-            return
-        except Exception:  # noqa: BLE001 - a pool that cannot start or died: write them all here
-            pass
-    _write_entry_pages(templates, entries, common, out, env)
+    chunked_map(_write_entry_pages, entries, templates, common, out, min_per_worker=PARALLEL_MIN_PAGES,
+                chunk=_PAGES_PER_TASK, serial=lambda es, *args: _write_entry_pages(es, *args, env=env))
 
 
 _WORKER_ENVS: dict = {}  # per worker process: compile the templates once, not once per chunk
 
 
-def _write_entry_pages(templates: Path | None, entries: list[dict], common: dict, out: Path, env=None) -> None:
+def _write_entry_pages(entries: list[dict], templates: Path | None, common: dict, out: Path, env=None) -> None:
     if env is None:
         env = _WORKER_ENVS.get(templates) or _WORKER_ENVS.setdefault(templates, environment(templates))
     tpl = env.get_template("entry.html")
     for e in entries:
         html = tpl.render(root="../", page="entry", e=e, **common)
         (out / entry_href(e["entry_id"])).write_text(html, encoding="utf-8")
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1

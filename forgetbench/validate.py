@@ -17,17 +17,15 @@ the cross-entry checks run afterwards in the calling process.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
-import os
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import registry
 from .errors import UserError
+from .fanout import chunked_map
 from .recompute import check_numbers, duplicate_rows
 from .submission import (
     MAX_METADATA_BYTES, MAX_RESULTS_BYTES, MAX_VERIFIED_BYTES, METADATA_FILE, RESULTS_FILE, VERIFIED_FILE, Invalid,
@@ -350,53 +348,12 @@ def _check_chunk(jobs: list[tuple[Path, bool]], tasks: dict, vprobs: list[Proble
     return [_check_one(p, full, tasks, vprobs) for p, full in jobs]
 
 
-def _workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _check_all(jobs: list[tuple[Path, bool]], tasks: dict, vprobs: list[Problem], while_waiting=None) -> list[_Entry]:
-    """The per-entry work (parsing, schema, recomputed statistics) of every job, in order.
-
-    Entries are independent, so a large submissions folder is spread over the available cores; the
-    cross-entry checks stay in the caller. Any failure of the pool itself (not of an entry: those
-    become error entries inside the worker) falls back to checking in this process."""
-    n = min(_workers(), 1 + len(jobs) // PARALLEL_MIN_ENTRIES)
-    if n > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
-        try:
-            with _no_gc(), ProcessPoolExecutor(max_workers=n) as pool:
-                futures = [pool.submit(_check_chunk, c, tasks, vprobs) for c in chunks]
-                _run_quietly(while_waiting)  # after the submits: the workers are forked by then
-                return [e for f in futures for e in f.result()]
-        except Exception:  # noqa: BLE001 - e.g. no /dev/shm, a worker killed: redo it here
-            pass
-    return _check_chunk(jobs, tasks, vprobs)
-
-
-def _run_quietly(fn) -> None:
-    try:
-        if fn is not None:
-            fn()
-    except Exception:  # noqa: BLE001 - a convenience for the caller; it will meet the error again itself
-        pass
-
-
-@contextmanager
-def _no_gc():
-    """Receiving thousands of parsed files (millions of acyclic dicts and lists) would trigger full
-    cyclic-GC passes over everything received so far, again and again; nothing here makes cycles."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+    """The per-entry work (parsing, schema, recomputed statistics) of every job, in order, spread over
+    the cores for large roots (entries are independent; the cross-entry checks stay in the caller).
+    Failures of an entry become error entries inside the worker; a failed pool is redone here."""
+    return chunked_map(_check_chunk, jobs, tasks, vprobs, min_per_worker=PARALLEL_MIN_ENTRIES, chunk=_CHUNK,
+                       while_waiting=while_waiting)
 
 
 def _internal(x: Exception) -> Problem:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forgetbench import site, validate
+from forgetbench import fanout, site, validate
 
 _spec = importlib.util.spec_from_file_location(
     "leaderboard_build", Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard_build.py")
@@ -67,7 +67,7 @@ def test_pool_gives_the_serial_reports(subs, monkeypatch):
     monkeypatch.setattr(validate, "_check_one", one)  # forked workers inherit the patch
     monkeypatch.setattr(validate, "_report", report)
     assert _reports(subs, monkeypatch, 2) == serial  # 7 entries over min(cores, 4) workers
-    if validate._workers() > 1 and FORK:
+    if fanout.cores() > 1 and FORK:
         assert pids and os.getpid() not in pids  # checked in the workers, not by the serial fallback
 
 

@@ -103,8 +103,18 @@ def _ref(spec: str, kind: str, path: Path, dtype: str, **meta) -> ModelRef:
         path=str(path),
         content_hash=content_hash(path),
         has_chat_template=has_chat_template(path),
-        meta={"dtype": dtype, **meta},
+        meta={"dtype": dtype, **_trained_as(path), **meta},
     )
+
+
+def _trained_as(path: Path) -> dict:
+    """{method, trained_on} of a `forgetbench train` checkpoint (its forgetbench_train.json), so the
+    store, `forgetbench law` and export know how a tuned model was made; {} for any other model."""
+    try:
+        record = json.loads((path / "forgetbench_train.json").read_text())
+        return {"method": str(record["method"]), "trained_on": str(record["task"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 # ----------------------------------------------------------------------------------- hashing

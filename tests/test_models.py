@@ -388,3 +388,12 @@ def test_vllm_argument_mapping(monkeypatch, tiny_model_dir, fb_home):
         build_lm(ref, settings)
     with pytest.raises(UserError, match="unknown backend 'tgi'"):
         build_lm(ref, EvalSettings(backend="tgi"))
+
+
+def test_a_trained_checkpoint_says_how_it_was_made(tiny_copy, fb_home):
+    assert "method" not in resolve(str(tiny_copy)).meta
+    (tiny_copy / "forgetbench_train.json").write_text('{"method": "onpolicy-sft", "task": "lite_ifeval"}')
+    ref = resolve(str(tiny_copy))
+    assert (ref.meta["method"], ref.meta["trained_on"]) == ("onpolicy-sft", "lite_ifeval")
+    (tiny_copy / "forgetbench_train.json").write_text("{not json")
+    assert "method" not in resolve(str(tiny_copy)).meta  # a broken record is ignored, not fatal

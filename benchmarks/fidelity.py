@@ -8,6 +8,7 @@ score of each side, the difference in points and the number of items that disagr
 
 Usage: python benchmarks/fidelity.py --data-dir ../shared/data/hf [--limit 200] [--tasks mmlu,gsm8k]
        [--max-gen-toks N]  (the same generation cap on both sides)
+       [--side forgetbench|lm-eval --save F.json] then [--compare OURS.json THEIRS.json]  (two processes)
 """
 
 from __future__ import annotations
@@ -76,7 +77,20 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-gen-toks", type=int, help="cap the generation length on BOTH sides (a cheaper check of "
                     "prompts and scoring; ifeval's own 1280 tokens take about two CPU-hours per side for 200 rows here)")
+    ap.add_argument("--side", choices=["forgetbench", "lm-eval"], help="score one side only and write its per-item "
+                    "scores to --save (run the two sides as two processes, e.g. one per core, then --compare)")
+    ap.add_argument("--save", type=Path, help="with --side: JSON file of {task: [scores]}")
+    ap.add_argument("--compare", type=Path, nargs=2, metavar=("FORGETBENCH_JSON", "LMEVAL_JSON"),
+                    help="print the comparison table of two --side runs and exit")
     args = ap.parse_args()
+    if args.compare:
+        ours_all, theirs_all = (json.loads(f.read_text()) for f in args.compare)
+        print(f"{'task':<10}{'n':>5}{'forgetbench':>13}{'lm-eval':>10}{'diff (pt)':>11}{'items differ':>14}")
+        for name in ours_all:
+            _row(name, ours_all[name], theirs_all[name])
+        return
+    if args.side and not args.save:
+        ap.error("--side needs --save FILE")
     from forgetbench.backends import build_lm
 
     settings = EvalSettings(batch_size=args.batch_size, max_gen_toks=args.max_gen_toks)
@@ -86,19 +100,30 @@ def main() -> None:
     # mmlu as one task while lm-eval splits it per subject, so batches differ unless they hold one row.
     lm_single = build_lm(model, EvalSettings(batch_size=1))
     print(f"{'task':<10}{'n':>5}{'forgetbench':>13}{'lm-eval':>10}{'diff (pt)':>11}{'items differ':>14}{'seconds':>9}")
+    saved = {}
     for name in args.tasks.split(","):
         spec = registry.get(name)
         docs = data.load_docs(spec, data_dir=args.data_dir, limit=args.limit, seed=settings.seed)
         t = time.time()
         task_lm = lm_single if name == "mmlu" else lm
-        run = harness.score_task(task_lm, model, spec, docs, settings, chat_template=True)
-        ours = [i.score for i in run.items]
-        theirs = builtin_scores(task_lm, name, list(docs.rows), harness.primary_key(spec.primary_metric),
-                                args.max_gen_toks)
-        a, b = sum(ours) / len(ours), sum(theirs) / len(theirs)
-        differ = sum(x != y for x, y in zip(ours, theirs))
-        print(f"{name:<10}{len(ours):>5}{100 * a:>13.2f}{100 * b:>10.2f}{100 * (a - b):>11.2f}{differ:>14}"
-              f"{time.time() - t:>9.0f}", flush=True)
+        if args.side in (None, "forgetbench"):
+            run = harness.score_task(task_lm, model, spec, docs, settings, chat_template=True)
+            ours = saved[name] = [i.score for i in run.items]
+        if args.side in (None, "lm-eval"):
+            theirs = saved[name] = builtin_scores(task_lm, name, list(docs.rows),
+                                                  harness.primary_key(spec.primary_metric), args.max_gen_toks)
+        if args.side:
+            args.save.write_text(json.dumps(saved))
+            print(f"{name}: {args.side} side scored {len(saved[name])} rows in {time.time() - t:.0f} s", flush=True)
+        else:
+            _row(name, ours, theirs, time.time() - t)
+
+
+def _row(name: str, ours: list[float], theirs: list[float], seconds: float | None = None) -> None:
+    a, b = sum(ours) / len(ours), sum(theirs) / len(theirs)
+    differ = sum(x != y for x, y in zip(ours, theirs))
+    print(f"{name:<10}{len(ours):>5}{100 * a:>13.2f}{100 * b:>10.2f}{100 * (a - b):>11.2f}{differ:>14}"
+          + (f"{seconds:>9.0f}" if seconds is not None else ""), flush=True)
 
 
 if __name__ == "__main__":

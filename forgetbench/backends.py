@@ -50,10 +50,9 @@ def _cpu_threads() -> int:
     """Cores this process may use (cgroup/affinity aware), unless the user pinned OMP_NUM_THREADS."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return int(os.environ["OMP_NUM_THREADS"])
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS
-        return max(1, os.cpu_count() or 1)
+    from .fanout import cores
+
+    return cores()
 
 
 def _build_hf(model: ModelRef, settings: EvalSettings):

@@ -16,7 +16,6 @@ Usage: python benchmarks/reproduce.py [--out DIR] [--methods sft,onpolicy-sft,rl
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -53,16 +52,15 @@ class Row:
 
 
 def train_run(name: str, method: str, overrides: list[str], out: Path) -> tuple[Path, dict]:
-    from forgetbench.sft import RECIPE_FILE
-    from forgetbench.train import train
+    from forgetbench.train import ensure_trained
 
     recipe, path = demo_recipe(method, tuple(overrides))
     ckpt = out / "runs" / name
-    if (ckpt / RECIPE_FILE).is_file():
+    print(f"[reproduce] {name}: {' '.join(overrides)}", file=sys.stderr)
+    record, cached = ensure_trained(recipe, BASE, ckpt, recipe_file=path)
+    if cached:
         print(f"[reproduce] {name}: cached", file=sys.stderr)
-        return ckpt, json.loads((ckpt / RECIPE_FILE).read_text())
-    print(f"[reproduce] {name}: training ({' '.join(overrides)})", file=sys.stderr)
-    return ckpt, train(recipe, BASE, recipe["task"], ckpt, recipe_file=path)
+    return ckpt, record
 
 
 def _gain(report):

@@ -17,7 +17,6 @@ on-policy SFT would keep no data and every GRPO group would have zero reward var
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -54,17 +53,16 @@ def demo_recipe(method: str, overrides: tuple[str, ...] = ()) -> tuple[dict, Pat
 
 def tuned_checkpoint(method: str, base: str, base_hash: str, cfg: DemoConfig) -> tuple[Path, dict]:
     """Train (or reuse) the demo checkpoint of `method`; return its folder and forgetbench_train.json."""
-    from .sft import RECIPE_FILE
-    from .train import default_out, train
+    from .train import default_out, ensure_trained
 
     recipe, path = demo_recipe(method, cfg.overrides)
     recipe = {**recipe, "base": base}
     out = default_out(method, recipe["task"], base_hash, recipe, None)
-    if (out / RECIPE_FILE).is_file() and not cfg.force:
-        print(f"[demo] {method}: checkpoint cached: {out}", file=sys.stderr)
-        return out, json.loads((out / RECIPE_FILE).read_text())
-    print(f"[demo] {method}: training on {recipe['task']} -> {out}", file=sys.stderr)
-    return out, train(recipe, base, recipe["task"], out, recipe_file=path)
+    print(f"[demo] {method}: {recipe['task']} -> {out}", file=sys.stderr)
+    record, cached = ensure_trained(recipe, base, out, recipe_file=path, force=cfg.force)
+    if cached:
+        print(f"[demo] {method}: checkpoint cached", file=sys.stderr)
+    return out, record
 
 
 def entry_metadata(method: str, target: str, record: dict) -> dict:

@@ -277,6 +277,14 @@ def train(recipe: dict, base: str, task: str, out: Path, *, data_file: Path | No
     return record
 
 
+def ensure_trained(recipe: dict, base: str, out: Path, *, recipe_file: Path | None = None,
+                   force: bool = False) -> tuple[dict, bool]:
+    """(forgetbench_train.json record, was cached): `out`'s finished run unless `force`, else trained now."""
+    if (out / RECIPE_FILE).is_file() and not force:
+        return json.loads((out / RECIPE_FILE).read_text()), True
+    return train(recipe, base, recipe["task"], out, recipe_file=recipe_file), False
+
+
 def _describe_data(method: str, task: str, data: dict, info: dict) -> str:
     what = {"sft": "expert responses", "self-sft": "correct samples of the base model",
             "onpolicy-sft": "correct samples of the current model, resampled every epoch",

@@ -7,10 +7,10 @@ happen here, inside the function, so the CLI and store start instantly.
 
 from __future__ import annotations
 
-import os
 import random
 
 from forgetbench.errors import UserError
+from forgetbench.hardware import configure_threads
 from forgetbench.records import EvalSettings, ModelRef
 
 BACKENDS = ("hf", "vllm", "fake")
@@ -46,23 +46,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _cpu_threads() -> int:
-    """Cores this process may use (cgroup/affinity aware), unless the user pinned OMP_NUM_THREADS."""
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        return int(os.environ["OMP_NUM_THREADS"])
-    from .fanout import cores
-
-    return cores()
-
-
 def _build_hf(model: ModelRef, settings: EvalSettings):
     import torch
     from lm_eval.models.huggingface import HFLM
 
     if settings.device == "cpu":
-        # torch defaults to the machine's physical core count, which in a container can exceed the
-        # cores we are allowed; oversubscription makes CPU matmuls several times slower.
-        torch.set_num_threads(_cpu_threads())
+        configure_threads()
     seed_everything(settings.seed)
     try:
         return HFLM(

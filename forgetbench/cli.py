@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
+from .hardware import DTYPES
 
 DEFAULT_DB = "forgetbench.duckdb"
 
@@ -34,7 +35,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)),
                    help=f"DuckDB store (default {DEFAULT_DB} or $FORGETBENCH_DB)")
     p.add_argument("--backend", choices=["hf", "vllm", "fake"], default="hf")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32", "auto"])
+    p.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="auto (default): bfloat16 where the hardware computes it natively, else float32 on CPU "
+                        "(float16 on GPUs without bfloat16); `forgetbench info` says what auto picks here")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-gen-toks", type=int, help="override every generative task's generation length")
@@ -104,7 +107,13 @@ def cmd_demo(args) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if not methods or set(methods) - set(METHODS):
         raise UserError(f"--methods {args.methods!r}: choose from {', '.join(METHODS)}")
-    return run_demo(DemoConfig(methods=methods, out=args.out, db=args.db, force=args.force))
+    return run_demo(DemoConfig(methods=methods, out=args.out, db=args.db, force=args.force, dtype=args.dtype))
+
+
+def cmd_info(args) -> int:
+    from .info import main as info_main
+
+    return info_main(args.json, measure=not args.no_measure)
 
 
 def _add_submissions(sub) -> None:
@@ -188,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--db", type=Path, help="DuckDB store (default OUT/forgetbench.duckdb)")
     d.add_argument("--methods", default="sft,onpolicy-sft,rl", help="comma-separated subset of sft,onpolicy-sft,rl")
     d.add_argument("--force", action="store_true", help="retrain even if cached checkpoints exist")
+    d.add_argument("--dtype", default="auto", choices=DTYPES, help="training and evaluation dtype (default auto)")
+    i = sub.add_parser("info", help="what a bug report needs: CPU and its flags, threads, versions, the dtype auto "
+                       "picks and why, store and cache paths")
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--no-measure", action="store_true", help="skip the 1-second bfloat16/float32 matmul measurement")
     _add_submissions(sub)
     _add_toy(sub)
     _add_train(sub)
@@ -205,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "law": cmd_law, "export": cmd_export, "leaderboard": cmd_leaderboard, "toy": cmd_toy, "train": cmd_train,
+COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "info": cmd_info, "law": cmd_law, "export": cmd_export, "leaderboard": cmd_leaderboard, "toy": cmd_toy, "train": cmd_train,
             "validate": cmd_validate}
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import paths
@@ -41,6 +41,7 @@ class DemoConfig:
     kl_prompts: int = 32
     kl_samples: int = 4
     force: bool = False  # retrain even if a checkpoint for the recipe exists
+    dtype: str = "auto"  # training and evaluation; auto = what this hardware computes fast (forgetbench.hardware)
 
 
 def demo_recipe(method: str, overrides: tuple[str, ...] = ()) -> tuple[dict, Path]:
@@ -53,10 +54,10 @@ def demo_recipe(method: str, overrides: tuple[str, ...] = ()) -> tuple[dict, Pat
 
 def tuned_checkpoint(method: str, base: str, base_hash: str, cfg: DemoConfig) -> tuple[Path, dict]:
     """Train (or reuse) the demo checkpoint of `method`; return its folder and forgetbench_train.json."""
-    from .train import default_out, ensure_trained
+    from .train import default_out, ensure_trained, with_dtype
 
     recipe, path = demo_recipe(method, cfg.overrides)
-    recipe = {**recipe, "base": base}
+    recipe = with_dtype({**recipe, "base": base, "dtype": cfg.dtype if cfg.dtype != "auto" else recipe["dtype"]})
     out = default_out(method, recipe["task"], base_hash, recipe, None)
     print(f"[demo] {method}: {recipe['task']} -> {out}", file=sys.stderr)
     record, cached = ensure_trained(recipe, base, out, recipe_file=path, force=cfg.force)
@@ -118,7 +119,7 @@ def run(cfg: DemoConfig) -> DemoResult:
         target = record["task"]
         t = time.time()
         report = evaluate_pair(EvalRequest(base=base.spec, tuned=str(tuned), suite="lite", target=target, db=db,
-                                           settings=cfg.settings, kl_prompts=cfg.kl_prompts,
+                                           settings=replace(cfg.settings, dtype=record["recipe"]["dtype"]), kl_prompts=cfg.kl_prompts,
                                            kl_samples=cfg.kl_samples))
         times[f"eval {method}"] = time.time() - t
         entry = subs / f"reference-smollm2-135m-{target.replace('_', '-')}-{method}"

@@ -10,16 +10,9 @@ module-level state (and test patches) reach them.
 from __future__ import annotations
 
 import gc
-import os
 from contextlib import contextmanager
 
-
-def cores() -> int:
-    """Cores this process may use (affinity/cgroup aware, unlike os.cpu_count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # macOS
-        return os.cpu_count() or 1
+from .hardware import cores
 
 
 def chunked_map(fn, items: list, *args, min_per_worker: int, chunk: int, serial=None, while_waiting=None) -> list:

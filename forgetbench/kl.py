@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from forgetbench.errors import UserError
+from forgetbench.hardware import configure_threads
+from forgetbench.progress import bar
 from forgetbench.bootstrap import percentile_ci, resample_sums
 from forgetbench.records import Estimate
 
@@ -228,7 +230,7 @@ def kl_along(base_model, tuned_model, samples: BaseSamples, settings: KLSettings
     with eval_mode(*models), torch.inference_mode():
         for m in models:
             verify_head(m, seqs[order[-1]][0] + seqs[order[-1]][1])
-        for s in range(0, n, settings.batch_size):
+        for s in bar(range(0, n, settings.batch_size), desc="kl: base vs tuned", unit="batch"):
             idx = order[s : s + settings.batch_size]
             _batch(models, [seqs[i] for i in idx], torch.tensor(idx), sums, settings.chunk_tokens)
     return KLItems(
@@ -306,6 +308,8 @@ def load(path: str, dtype: str = "bfloat16", device: str = "cpu"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if device == "cpu":
+        configure_threads()
     try:
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)

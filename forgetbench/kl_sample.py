@@ -22,6 +22,7 @@ from pathlib import Path
 
 from forgetbench.errors import UserError
 from forgetbench.kl import BaseSamples, KLSettings, eval_mode
+from forgetbench.progress import bar
 
 
 def tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[tuple[int, ...], ...]:
@@ -126,7 +127,7 @@ def sample_base(model, tokenizer, prompts: list[str], settings: KLSettings, base
         torch.inference_mode(),
     ):
         torch.manual_seed(settings.seed)
-        for s in range(0, len(jobs), settings.batch_size):
+        for s in bar(range(0, len(jobs), settings.batch_size), desc="kl: sampling base", unit="batch"):
             batch = [prompt_ids[m] for m in jobs[s : s + settings.batch_size]]
             width = max(map(len, batch))
             ids = torch.full((len(batch), width), pad, dtype=torch.long)

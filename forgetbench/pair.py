@@ -59,6 +59,17 @@ def role_in_pair(spec: TaskSpec, target: str | None) -> str:
     return spec.role
 
 
+def resolved_dtype(settings: EvalSettings) -> EvalSettings:
+    """`settings` with dtype "auto" replaced by what the hardware computes fast (printed once)."""
+    if settings.backend == "fake":  # scripted outputs: no arithmetic, nothing to choose
+        return settings
+    from .hardware import resolve_dtype
+
+    choice = resolve_dtype(settings.dtype, settings.device)
+    _say(f"[eval] {choice.describe()}")
+    return replace(settings, dtype=choice.dtype)
+
+
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -105,6 +116,7 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
     settings = req.settings
     if base.kind == "fake" and settings.backend != "fake":
         settings = EvalSettings(**{**settings.__dict__, "backend": "fake"})
+    settings = resolved_dtype(settings)
     docs = {s.name: data.load_docs(s, data_dir=req.data_dir, limit=req.limit, seed=settings.seed) for s in specs}
     with Store(req.db) as store:
         store.put_model(base)

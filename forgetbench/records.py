@@ -92,7 +92,7 @@ class EvalSettings:
     """How models are run. Fields marked (key) change results and are part of the cache key."""
 
     backend: str = "hf"  # hf | vllm | fake (key)
-    dtype: str = "bfloat16"  # (key)
+    dtype: str = "auto"  # (key) resolved before any run (forgetbench.hardware); "auto" is never stored
     device: str = "cpu"
     batch_size: int = 8
     chat_template: bool = True  # use the tokenizer's chat template when it has one (key)

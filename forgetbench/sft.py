@@ -74,7 +74,7 @@ def jsonl_logger(log_path, extra: dict | None = None, step_offset: int = 0):
 def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, lr=1e-4, batch_size=8,
                   max_length=256, max_steps=None, seed=0, dtype="bfloat16", log_path=None, grad_accum=1,
                   scheduler="linear", warmup_ratio=0.0, max_grad_norm=1.0, model=None, tokenizer=None,
-                  optimizers=(None, None), logger=None):
+                  optimizers=(None, None), logger=None, desc="sft"):
     """SFTTrainer with the model loaded from base_dir and the examples already tokenized and labelled.
 
     `model`/`tokenizer` (already loaded, fp32) and `optimizers` let a caller keep training the same
@@ -87,8 +87,8 @@ def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, l
 
     if not examples:
         raise UserError("SFT needs at least one example")
-    if dtype not in ("bfloat16", "float32"):
-        raise UserError(f"dtype must be 'bfloat16' or 'float32', got {dtype!r}")
+    if dtype not in ("bfloat16", "float16", "float32"):
+        raise UserError(f"dtype must be bfloat16, float16 or float32 (resolve 'auto' first), got {dtype!r}")
     dataset = Dataset.from_list([to_conversational(e) for e in examples])  # validate before the slow load
     set_seed(seed)
     tokenizer = tokenizer or AutoTokenizer.from_pretrained(base_dir)
@@ -107,6 +107,7 @@ def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, l
         seed=seed,
         data_seed=seed,
         bf16=dtype == "bfloat16",
+        fp16=dtype == "float16",  # GPUs without bfloat16 (dtype auto); mixed precision needs a GPU
         activation_checkpointing=False,  # small models on CPU: memory is plentiful, recompute only costs time
         gradient_accumulation_steps=grad_accum,
         warmup_steps=float(warmup_ratio),  # transformers 5: a float in [0, 1) is a ratio of the total steps
@@ -122,8 +123,11 @@ def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, l
         dataset_num_proc=None,
     )
 
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      callbacks=[logger or jsonl_logger(log_path)], optimizers=optimizers)
+    from .progress import quiet_trainer
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[logger or jsonl_logger(log_path)], optimizers=optimizers)
+    return quiet_trainer(trainer, desc)
 
 
 @contextmanager
@@ -209,6 +213,8 @@ def sample_responses(model, tokenizer, prompts: list[list[dict]], *, n: int, max
     pure temperature sampling: no top-k/top-p), decoded without special tokens like lm-eval does."""
     import torch
 
+    from .progress import bar
+
     texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts]
     per_call = max(1, batch_size // n)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
@@ -217,9 +223,9 @@ def sample_responses(model, tokenizer, prompts: list[list[dict]], *, n: int, max
     torch.manual_seed(seed)
     out: list[list[str]] = []
     try:
-        for i in range(0, len(texts), per_call):
+        for i in bar(range(0, len(texts), per_call), desc=f"sampling {n} x {len(texts)} prompts", unit="batch"):
             enc = tokenizer(texts[i:i + per_call], return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.no_grad(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            with torch.no_grad(), torch.autocast(model.device.type, dtype=getattr(torch, dtype), enabled=dtype != "float32"):
                 gen = model.generate(**enc.to(model.device), do_sample=True, temperature=temperature, top_k=0,
                                      top_p=1.0, max_new_tokens=max_new_tokens, num_return_sequences=n,
                                      pad_token_id=tokenizer.pad_token_id, use_cache=True)  # Trainer may turn it off
@@ -301,7 +307,8 @@ def run_sft_rounds(base_dir: Path, r: dict, work: Path, log: Path, *, examples=N
             base_dir, batch, work, epochs=epochs_per_round, lr=r["lr"], batch_size=r["batch_size"],
             max_length=r["max_length"], max_steps=steps, seed=r["seed"] + k, dtype=r["dtype"],
             grad_accum=r["grad_accum"], max_grad_norm=r["max_grad_norm"], model=model, tokenizer=tok,
-            optimizers=(opt, sched), logger=jsonl_logger(log, {"round": k} if rounds > 1 else None, info["steps"]))
+            optimizers=(opt, sched), logger=jsonl_logger(log, {"round": k} if rounds > 1 else None, info["steps"]),
+            desc=r["method"] + (f" round {k + 1}/{rounds}" if rounds > 1 else ""))
         info["steps"] += trainer.train().global_step
         model = trainer.model
     if not info["steps"]:

@@ -45,7 +45,7 @@ RL_KEYS = {"lr": 1e-6, "epochs": 1, "batch_size": 8, "grad_accum": 1, "max_steps
            "warmup_ratio": 0.0, "max_grad_norm": 1.0, "temperature": 1.0, "num_generations": 4,
            "max_completion_length": None, "beta": 0.0, "loss_type": "dapo", "scale_rewards": "group",
            "num_iterations": 1, "use_vllm": False}
-COMMON = {"seed": 0, "dtype": "bfloat16", "n_train": 160, "data_seed": 20251}
+COMMON = {"seed": 0, "dtype": "auto", "n_train": 160, "data_seed": 20251}
 DEFAULTS = {"sft": {**COMMON, **SFT_KEYS}, "self-sft": {**COMMON, **SFT_KEYS, **SAMPLE_KEYS},
             "onpolicy-sft": {**COMMON, **SFT_KEYS, **SAMPLE_KEYS}, "rl": {**COMMON, **RL_KEYS}}
 # Hub targets train on a split disjoint from their eval rows (countdown evaluates on TinyZero's held-out
@@ -201,6 +201,17 @@ def pair_examples(data_file: Path, eval_prompts: set[str]) -> tuple[list[dict], 
 # ---------------------------------------------------------------------------------------- runs
 
 
+def with_dtype(recipe: dict) -> dict:
+    """The recipe with dtype "auto" resolved for the device training runs on (printed): the resolved
+    dtype is what the checkpoint's folder key, its record and its weights use."""
+    from .hardware import resolve_dtype, training_device
+
+    choice = resolve_dtype(recipe["dtype"], training_device())
+    if recipe["dtype"] == "auto":
+        print(f"[train] {choice.describe()}", file=sys.stderr)
+    return {**recipe, "dtype": choice.dtype}
+
+
 def default_out(method: str, task: str, base_hash: str, recipe: dict, data_file: Path | None) -> Path:
     key = canonical([recipe, base_hash, str(data_file.resolve()) if data_file else None])
     return paths.home() / "runs" / f"{method}-{task}-{base_hash[:8]}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
@@ -213,7 +224,11 @@ def train(recipe: dict, base: str, task: str, out: Path, *, data_file: Path | No
     from .models import resolve
     from .sft import _versions, run_sft_rounds, save_checkpoint, staging
 
+    from .hardware import configure_threads
+
     started, load0 = time.time(), os.getloadavg()[0]
+    recipe = with_dtype(recipe) if recipe["dtype"] == "auto" else recipe
+    threads = configure_threads()
     method, spec = recipe["method"], registry.get(task)
     if spec.role != "target":
         print(f"[train] warning: {task} is registered as a {spec.role}, not a target", file=sys.stderr)
@@ -265,7 +280,8 @@ def train(recipe: dict, base: str, task: str, out: Path, *, data_file: Path | No
             "steps": info["steps"],
             "final_metrics": _final_metrics(steps),
             "wall_seconds": round(time.time() - started, 1),
-            "machine": {"cpus": os.cpu_count(), "loadavg_start": round(load0, 2),
+            "machine": {"cpus": os.cpu_count(), "threads": threads, "cpu": _cpu_line(),
+                        "loadavg_start": round(load0, 2),
                         "loadavg_end": round(os.getloadavg()[0], 2)},
             "versions": {**package_versions(), **_versions()},
         }
@@ -291,6 +307,12 @@ def _describe_data(method: str, task: str, data: dict, info: dict) -> str:
             "rl": "prompts (GRPO, reward = the task's eval scorer)"}[method]
     kept = "".join(f"; round {r['round']}: kept {r['kept']}/{r['sampled']}" for r in info["rounds"] if "kept" in r)
     return f"{task}: {data['n_rows']} training rows from {data['source']}, {what}{kept}"
+
+
+def _cpu_line() -> str:
+    from .hardware import describe
+
+    return describe()
 
 
 def _final_metrics(steps: list[dict]) -> dict:
@@ -328,7 +350,7 @@ def main(args) -> int:
     base, task = args.base or recipe["base"], args.task or recipe["task"]
     if not base or not task:
         raise UserError("train needs --base MODEL and --task TARGET (or `base:` / `task:` in the recipe)")
-    recipe = {**recipe, "base": base, "task": task}
+    recipe = with_dtype({**recipe, "base": base, "task": task})
     if args.data is not None and not args.data.is_file():
         raise UserError(f"--data {args.data} is not a file")
     out = args.out

@@ -46,6 +46,7 @@ def grpo_config(r: dict, work_dir: Path, max_completion_length: int):
         seed=r["seed"],
         data_seed=r["seed"],
         bf16=r["dtype"] == "bfloat16",
+        fp16=r["dtype"] == "float16",
         activation_checkpointing=False,  # small models on CPU: recomputation only costs time
         use_vllm=r["use_vllm"],  # GPU runs: vLLM in colocate mode (TRL's default mode); never on CPU
         use_cpu=not torch.cuda.is_available(),
@@ -90,6 +91,8 @@ def train_grpo(base_dir: Path, r: dict, scorer, work_dir: Path, log: Path) -> tu
         processing_class=tok,
         callbacks=[jsonl_logger(log)],
     )
-    result = trainer.train()
+    from .progress import quiet_trainer
+
+    result = quiet_trainer(trainer, "rl (GRPO)").train()
     info = {"steps": result.global_step, "examples": rows, "rounds": []}
     return trainer.model, tok, info

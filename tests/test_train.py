@@ -193,6 +193,8 @@ def _check_run(out: Path, method: str, base: Path) -> dict:
     assert rec["method"] == method and rec["task"] == "lite_countdown"
     assert rec["base"]["content_hash"] == content_hash(base)
     assert rec["versions"]["trl"] and rec["versions"]["lm_eval"] and rec["wall_seconds"] > 0
+    assert rec["recipe"]["dtype"] in ("bfloat16", "float32")  # "auto" resolved before training, recorded
+    assert rec["machine"]["cpu"].startswith("CPU: ") and rec["machine"]["threads"] >= 1
     assert train.load_recipe(out / "recipe.yaml", None) == rec["recipe"]  # the copy reruns the same job
     steps = [s for s in read_jsonl(out / "forgetbench_train_log.jsonl") if "loss" in s]
     assert len(steps) == rec["steps"] >= 1 and rec["final_metrics"]["final_loss"] == steps[-1]["loss"]

@@ -16,6 +16,7 @@ from .errors import UserError
 from .hardware import DTYPES
 
 DEFAULT_DB = "forgetbench.duckdb"
+TASKS_DIRS_ENV = "FORGETBENCH_TASKS_DIRS"  # = forgetbench.registry.TASKS_DIRS_ENV (not imported: startup stays light)
 
 
 def _task_list(value: str) -> tuple[str, ...]:
@@ -27,9 +28,15 @@ def _add_eval(sub) -> None:
     p.add_argument("base", help="base model: HF dir, hub id[@rev], .gguf, PEFT adapter dir, "
                                 "smollm2-135m-instruct, or fake:SCRIPT.json")
     p.add_argument("tuned", help="tuned model (same forms as BASE)")
-    p.add_argument("--suite", default="core", help="task suite: core (real benchmarks) or lite (generated)")
+    p.add_argument("--suite", default="core", help="task suite: core (real benchmarks), lite (generated), razor "
+                   "(RL's Razor's six probes), or a suite of your own tasks (--tasks-dir)")
     p.add_argument("--tasks", type=_task_list, default=(), help="comma-separated task names (overrides --suite)")
-    p.add_argument("--target", help="the task the tuned model was trained on; other targets then count as probes")
+    p.add_argument("--target", help="the task the tuned model was trained on (registry or --tasks-dir); other "
+                   "targets then count as probes")
+    p.add_argument("--target-prompts", type=Path, metavar="FILE.jsonl", help="no target task: measure KL(base || "
+                   "tuned) on these prompts (one {\"prompt\": ...} or {\"messages\": [...]} per line); every task is a probe")
+    p.add_argument("--confirm-run-unsafe-code", action="store_true", help="allow tasks that run model-generated "
+                   "code (humaneval*), in forgetbench's sandbox (forgetbench/scoring/sandbox.py)")
     p.add_argument("--limit", type=int, help="seeded subsample of N rows per task (stratified by cluster)")
     p.add_argument("--data-dir", type=Path, help="local data: DIR/<org>__<name>[/<config>]/<split>.jsonl")
     p.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)),
@@ -71,7 +78,8 @@ def cmd_eval(args) -> int:
     req = EvalRequest(base=args.base, tuned=args.tuned, suite=args.suite, tasks=args.tasks,
                       target=args.target, limit=args.limit, data_dir=args.data_dir, db=args.db,
                       settings=settings, kl=not args.no_kl, kl_prompts=args.kl_prompts,
-                      kl_samples=args.kl_samples, kl_max_tokens=args.kl_max_tokens)
+                      kl_samples=args.kl_samples, kl_max_tokens=args.kl_max_tokens,
+                      confirm_unsafe_code=args.confirm_run_unsafe_code, target_prompts=args.target_prompts)
     if min(args.kl_prompts, args.kl_samples) < 1:
         raise UserError("--kl-prompts and --kl-samples must be at least 1")
     report = evaluate_pair(req)
@@ -84,21 +92,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from . import registry
+    from .taskcmd import main as tasks_main
 
-    rows = sorted(registry.all_tasks().values(), key=lambda t: (t.suites, t.role != "target", t.name))
-    if args.json:
-        print(json.dumps([{
-            "name": t.name, "role": t.role, "suites": list(t.suites), "version": t.version,
-            "primary_metric": t.primary_metric, "chance": t.chance, "cluster_key": t.cluster_key,
-            "strata_key": t.strata_key, "sources": [s.describe() for s in t.sources],
-        } for t in rows], indent=2))
-        return 0
-    print(f"{'task':<16}{'role':<8}{'suite':<7}{'version':<9}{'primary metric':<32}{'chance':<8}source")
-    for t in rows:
-        src = "; ".join(s.describe() for s in t.sources)
-        print(f"{t.name:<16}{t.role:<8}{','.join(t.suites):<7}{t.version:<9}{t.primary_metric:<32}{t.chance:<8.2f}{src}")
-    return 0
+    return tasks_main(args)
 
 
 def cmd_demo(args) -> int:
@@ -189,8 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="forgetbench", description="Measure catastrophic forgetting: score (base, tuned) pairs, store, compare.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_eval(sub)
-    t = sub.add_parser("tasks", help="list the registered tasks")
-    t.add_argument("--json", action="store_true")
+    from .taskcmd import add_arguments as add_tasks_arguments
+
+    tasks_parsers = add_tasks_arguments(sub.add_parser("tasks", help="list the registered tasks (and yours); "
+                                                                    "`tasks hash NAME`"))
     d = sub.add_parser("demo", help="bundled model -> SFT, on-policy SFT and RL on lite_ifeval -> eval of the "
                        "three pairs on the lite suite -> leaderboard")
     d.add_argument("--out", type=Path, help="where entries, site and DB go (default $FORGETBENCH_HOME/demo)")
@@ -216,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     law.add_argument("--out", type=Path, help="plot file, .png or .svg (default <db stem>_law.png)")
     law.add_argument("--x", choices=["fwd_seq", "fwd_tok", "rev_tok", "tv_tok"], default="fwd_seq")
     law.add_argument("--json", action="store_true")
+    # every command that reads the registry also reads the user's task folders
+    readers = [sub.choices[c] for c in ("eval", "train", "export", "validate", "law")]
+    for p in [*readers, *tasks_parsers, lbs.choices["build"]]:
+        # SUPPRESS: absent in a subcommand must not erase what its parent command got (tasks --tasks-dir D hash X)
+        p.add_argument("--tasks-dir", type=Path, action="append", default=argparse.SUPPRESS, metavar="DIR",
+                       help=f"a folder of your own task YAMLs, read beside the registry (repeatable; also "
+                            f"${TASKS_DIRS_ENV}, {os.pathsep!r}-separated; tasks/README.md)")
     return parser
 
 
@@ -226,6 +231,10 @@ COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "info": cmd_
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "tasks_dir", None):
+            from .registry import use_tasks_dirs
+
+            use_tasks_dirs(args.tasks_dir)
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"forgetbench: error: {e}", file=sys.stderr)

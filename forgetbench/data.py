@@ -91,6 +91,10 @@ def _read_hub(src: DataSource) -> list[dict]:
 def read_source(src: DataSource, data_dir: Path | None) -> list[dict]:
     if src.generator:
         return list(_import(src.generator)(n=src.n, seed=src.seed))
+    if src.path:  # a task's own rows (a user task), whatever --data-dir says
+        if not Path(src.path).is_file():
+            raise UserError(f"no rows file {src.path} (a `path:` source of the task)")
+        return _read_jsonl(Path(src.path))
     if data_dir is not None:
         path = data_dir_file(src, data_dir)
         if not path.is_file():

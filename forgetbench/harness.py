@@ -64,10 +64,10 @@ def gen_key(gen_settings: dict) -> str:
 
 
 @lru_cache(maxsize=2)
-def _task_manager(root: str):
+def _task_manager(roots: tuple[str, ...]):
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=root, include_defaults=False)
+    return TaskManager(include_path=list(roots), include_defaults=False)
 
 
 def _materialize(docs: Docs) -> Path:
@@ -84,7 +84,7 @@ def _materialize(docs: Docs) -> Path:
 
 
 def build_task(spec: TaskSpec, docs: Docs, gen_settings: dict):
-    tm = _task_manager(str(registry.tasks_dir()))
+    tm = _task_manager(tuple(str(d) for d in registry.tasks_dirs()))
     overrides = {
         "dataset_path": "json",
         "dataset_name": None,
@@ -146,11 +146,16 @@ def primary_key(metric: str) -> str:
 
 
 def score_task(
-    lm, model: ModelRef, spec: TaskSpec, docs: Docs, settings: EvalSettings, chat_template: bool
+    lm, model: ModelRef, spec: TaskSpec, docs: Docs, settings: EvalSettings, chat_template: bool,
+    confirm_unsafe_code: bool = False,
 ) -> TaskRun:
+    """lm-eval scores `docs`; a task that runs generated code (spec.unsafe_code) needs
+    confirm_unsafe_code, which also opens forgetbench's sandbox for this call only."""
     from lm_eval import evaluator
 
     from .backends import seed_everything
+    from .errors import UserError
+    from .scoring import sandbox
 
     gen = generation_settings(spec, settings, chat_template)
     task = build_task(spec, docs, gen)
@@ -163,14 +168,18 @@ def score_task(
     # evaluate() rather than simple_evaluate(): the latter re-indexes lm-eval's built-in tasks and
     # shells out to `pip list` for environment info on every call (~3 s per task and model); we record
     # our own provenance below.
-    results = evaluator.evaluate(
-        lm=lm,
-        task_dict={"tasks": {spec.name: task}, "groups": {}, "group_map": {}},
-        log_samples=True,
-        apply_chat_template=chat_template,
-        fewshot_as_multiturn=True,
-        bootstrap_iters=0,
-    )
+    if spec.unsafe_code and not confirm_unsafe_code:
+        raise UserError(sandbox.not_confirmed_message(spec.name))
+    with sandbox.opened(spec.unsafe_code and confirm_unsafe_code):
+        results = evaluator.evaluate(
+            lm=lm,
+            task_dict={"tasks": {spec.name: task}, "groups": {}, "group_map": {}},
+            log_samples=True,
+            apply_chat_template=chat_template,
+            fewshot_as_multiturn=True,
+            bootstrap_iters=0,
+            confirm_run_unsafe_code=confirm_unsafe_code,
+        )
     samples = results["samples"][spec.name]
     by_doc: dict[int, list[dict]] = {}
     for s in samples:

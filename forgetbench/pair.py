@@ -39,6 +39,8 @@ class EvalRequest:
     kl_prompts: int = 32
     kl_samples: int = 4
     kl_max_tokens: int | None = None  # default: the target task's generation length
+    confirm_unsafe_code: bool = False  # tasks that run generated code (humaneval*) may run, sandboxed
+    target_prompts: Path | None = None  # KL on the user's own prompts instead of a target task
 
 
 def select_tasks(suite: str, names: tuple[str, ...], target: str | None) -> list[TaskSpec]:
@@ -74,8 +76,17 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def check_unsafe(specs, confirmed: bool) -> None:
+    """Refuse, before any model work, tasks that run generated code without the explicit opt-in."""
+    unsafe = [s.name for s in specs if s.unsafe_code]
+    if unsafe and not confirmed:
+        from .scoring.sandbox import not_confirmed_message
+
+        raise UserError(not_confirmed_message(", ".join(unsafe)))
+
+
 def ensure_runs(store: Store, model: ModelRef, label: str, specs, docs: dict[str, Docs],
-                settings: EvalSettings) -> dict[str, str]:
+                settings: EvalSettings, confirm_unsafe_code: bool = False) -> dict[str, str]:
     """Run id per task for `model`, scoring (and committing) only the tasks the store lacks."""
     from .backends import build_lm, chat_template_enabled
 
@@ -96,7 +107,7 @@ def ensure_runs(store: Store, model: ModelRef, label: str, specs, docs: dict[str
     try:
         for spec in todo:
             _say(f"[{label}] {spec.name}: scoring {len(docs[spec.name].rows)} items")
-            run = harness.score_task(lm, model, spec, docs[spec.name], settings, chat)
+            run = harness.score_task(lm, model, spec, docs[spec.name], settings, chat, confirm_unsafe_code)
             store.put_run(run)
     finally:
         del lm
@@ -108,7 +119,10 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
     from .metrics import pair_report
     from .models import resolve
 
+    if req.target_prompts is not None:
+        raise UserError("--target-prompts is not available yet")  # being built (issue 14, item 5)
     specs = select_tasks(req.suite, req.tasks, req.target)
+    check_unsafe(specs, req.confirm_unsafe_code)
     base = resolve(req.base, dtype=req.settings.dtype)
     tuned = resolve(req.tuned, dtype=req.settings.dtype)
     if (base.kind == "fake") != (tuned.kind == "fake"):
@@ -121,8 +135,8 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
     with Store(req.db) as store:
         store.put_model(base)
         store.put_model(tuned)
-        base_ids = ensure_runs(store, base, "base", specs, docs, settings)
-        tuned_ids = ensure_runs(store, tuned, "tuned", specs, docs, settings)
+        base_ids = ensure_runs(store, base, "base", specs, docs, settings, req.confirm_unsafe_code)
+        tuned_ids = ensure_runs(store, tuned, "tuned", specs, docs, settings, req.confirm_unsafe_code)
         runs = {
             s.name: (s, role_in_pair(s, req.target), store.get_run(base_ids[s.name]), store.get_run(tuned_ids[s.name]))
             for s in specs

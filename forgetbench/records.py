@@ -43,12 +43,15 @@ class DataSource:
     revision: str | None = None  # pinned hub commit, when known
     name: str | None = None  # label of this source inside a multi-source task (safety)
     generator: str | None = None  # "forgetbench.lite.countdown:generate"
+    path: str | None = None  # a local jsonl of rows (a user's own data); relative to the task's YAML
     n: int | None = None  # generator: number of rows
     seed: int | None = None  # generator: seed
 
     def describe(self) -> str:
         if self.generator:
             return f"{self.generator}(n={self.n}, seed={self.seed})"
+        if self.path:
+            return self.path
         cfg = f"/{self.config}" if self.config else ""
         rev = f"@{self.revision}" if self.revision else ""
         return f"{self.hub}{cfg}:{self.split}{rev}"
@@ -73,6 +76,8 @@ class TaskSpec:
     description: str = ""
     extra_metrics: tuple[str, ...] = ()  # also reported (e.g. ifeval loose / instruction-level)
     data_hashes: tuple[str, ...] = ()  # accepted hashes of the canonical (full) evaluation rows
+    unsafe_code: bool = False  # lm-eval's `unsafe_code`: scoring runs generated code (--confirm-run-unsafe-code)
+    custom: bool = False  # read from a --tasks-dir / $FORGETBENCH_TASKS_DIRS folder, not the built-in registry
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ not import lm-eval.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,8 +39,12 @@ from .records import DataSource, TaskSpec
 ROLES = ("target", "probe")
 
 
+TASKS_DIRS_ENV = "FORGETBENCH_TASKS_DIRS"  # extra task folders beside the registry, os.pathsep-separated
+
+
 def tasks_dir() -> Path:
-    """The registry folder: $FORGETBENCH_TASKS, the checkout's `tasks/`, or the wheel's copy."""
+    """The built-in registry folder: $FORGETBENCH_TASKS (replaces it), the checkout's `tasks/`, or the
+    wheel's copy."""
     env = os.environ.get("FORGETBENCH_TASKS")
     if env:
         return Path(env)
@@ -48,6 +53,27 @@ def tasks_dir() -> Path:
         if cand.is_dir():
             return cand
     raise UserError("cannot find the task registry (tasks/); set FORGETBENCH_TASKS")
+
+
+def extra_dirs() -> tuple[Path, ...]:
+    """Folders of the user's own tasks, read beside the registry: $FORGETBENCH_TASKS_DIRS (the CLI's
+    --tasks-dir adds to it, so worker processes see the same registry)."""
+    env = os.environ.get(TASKS_DIRS_ENV, "")
+    return tuple(dict.fromkeys(Path(p).resolve() for p in env.split(os.pathsep) if p.strip()))
+
+
+def use_tasks_dirs(dirs) -> None:
+    """Add task folders beside the registry for this process and its children (--tasks-dir)."""
+    for d in dirs or ():
+        if not Path(d).is_dir():
+            raise UserError(f"--tasks-dir {d}: not a directory")
+    paths = [str(p) for p in extra_dirs()] + [str(Path(d).resolve()) for d in dirs or ()]
+    os.environ[TASKS_DIRS_ENV] = os.pathsep.join(dict.fromkeys(paths))
+
+
+def tasks_dirs() -> tuple[Path, ...]:
+    """Every folder the registry reads: the built-in one first, then the user's."""
+    return (tasks_dir(), *extra_dirs())
 
 
 class _Loader(yaml.SafeLoader):
@@ -72,7 +98,10 @@ def _spec_from(path: Path, cfg: dict) -> TaskSpec:
     role = meta.get("role")
     if not name or role not in ROLES:
         raise UserError(f"{path}: metadata.forgetbench needs a task name and role in {ROLES}")
-    sources = tuple(DataSource(**s) for s in meta.get("sources") or ())
+    try:
+        sources = tuple(_source(path, DataSource(**s)) for s in meta.get("sources") or ())
+    except TypeError as e:
+        raise UserError(f"{path}: metadata.forgetbench.sources: {e}") from e
     if not sources:
         raise UserError(f"{path}: metadata.forgetbench.sources is empty")
     return TaskSpec(
@@ -91,13 +120,21 @@ def _spec_from(path: Path, cfg: dict) -> TaskSpec:
         description=meta.get("description", ""),
         extra_metrics=tuple(meta.get("extra_metrics") or ()),
         data_hashes=tuple(meta.get("data_hashes") or ()),
+        unsafe_code=bool(cfg.get("unsafe_code", False)),
     )
 
 
-@lru_cache(maxsize=4)
+def _source(path: Path, src: DataSource) -> DataSource:
+    """A `path:` source is relative to its YAML's folder; stored absolute so any cwd reads it."""
+    if src.path is None:
+        return src
+    return replace(src, path=str((path.parent / src.path).resolve()))
+
+
+@lru_cache(maxsize=8)
 def _load(root: str) -> dict[str, TaskSpec]:
     specs: dict[str, TaskSpec] = {}
-    for path in sorted(Path(root).glob("*/*.yaml")):
+    for path in sorted([*Path(root).glob("*/*.yaml"), *Path(root).glob("*.yaml")]):
         cfg = read_yaml(path)
         if not isinstance(cfg, dict) or "forgetbench" not in (cfg.get("metadata") or {}):
             continue  # an lm-eval helper file (e.g. an `include` base), not a registered task
@@ -109,7 +146,22 @@ def _load(root: str) -> dict[str, TaskSpec]:
 
 
 def all_tasks() -> dict[str, TaskSpec]:
-    return dict(_load(str(tasks_dir())))
+    """The built-in registry plus the tasks of every extra folder (marked custom); a name defined twice
+    is refused, naming both files."""
+    tasks = dict(_load(str(tasks_dir())))
+    for d in extra_dirs():
+        if not d.is_dir():
+            raise UserError(f"task folder {d} (${TASKS_DIRS_ENV} or --tasks-dir) is not a directory")
+        if d == tasks_dir().resolve():
+            continue
+        for name, spec in _load(str(d)).items():
+            if name in tasks:
+                other = tasks[name]
+                kind = "a custom task" if other.custom else "the built-in task"
+                raise UserError(f"task {name!r} in {spec.yaml_path} clashes with {kind} of that name in "
+                                f"{other.yaml_path}; rename yours (its `task:` field and folder)")
+            tasks[name] = replace(spec, custom=True)
+    return tasks
 
 
 def get(name: str) -> TaskSpec:

@@ -162,7 +162,7 @@ def test_registry_entries():
     for name, (role, primary, chance, cluster) in expect.items():
         spec = tasks[name]
         assert (spec.role, spec.primary_metric, spec.chance, spec.cluster_key) == (role, primary, chance, cluster)
-        assert spec.suites == ("core",)
+        assert spec.suites == (("core", "razor") if name in ("ifeval", "mmlu", "hellaswag") else ("core",))
         assert len(spec.sources) == 1 and spec.sources[0].hub
     assert tasks["ifeval"].extra_metrics == (
         "prompt_level_loose_acc,none",

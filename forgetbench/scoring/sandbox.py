@@ -1,8 +1,9 @@
 """Run untrusted generated code (humaneval's completions) in a contained, throwaway child process.
 
 Nothing runs without an explicit opt-in: `run(..., allowed=True)`, which the task's scorer passes only
-when `confirmed()` (the CLI's `--confirm-run-unsafe-code` sets FORGETBENCH_CONFIRM_RUN_UNSAFE_CODE=1
-for its own process; lm-eval's `--confirm_run_unsafe_code` alone is not enough for a standalone run).
+when `confirmed()`: FORGETBENCH_CONFIRM_RUN_UNSAFE_CODE=1, set by forgetbench.harness around one
+task's scoring when the CLI got `--confirm-run-unsafe-code` (a standalone `lm_eval` run needs the
+variable as well as lm-eval's own `--confirm_run_unsafe_code`).
 
 Each program gets its own process (forgetbench/scoring/_sandbox_child.py, started through util-linux
 `unshare`), in fresh network, mount and pid namespaces:
@@ -28,6 +29,7 @@ a kill, no report) is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -75,9 +77,24 @@ def confirmed() -> bool:
     return os.environ.get(CONFIRM_ENV) == "1"
 
 
+@contextlib.contextmanager
+def opened(confirm: bool):
+    """Within the block, confirmed() is `confirm` (the CLI's opt-in, passed to lm-eval's scorers)."""
+    old = os.environ.get(CONFIRM_ENV)
+    if confirm:
+        os.environ[CONFIRM_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(CONFIRM_ENV, None)
+        else:
+            os.environ[CONFIRM_ENV] = old
+
+
 def not_confirmed_message(task: str = "humaneval") -> str:
     return (f"{task} runs model-generated code; pass --confirm-run-unsafe-code to run it in forgetbench's "
-            f"sandbox (or leave {task} out)")
+            f"sandbox, or leave {task} out (a standalone lm_eval run: set {CONFIRM_ENV}=1)")
 
 
 def _ns_command(root: bool) -> list[str]:

@@ -99,6 +99,9 @@ def main() -> None:
     # bf16 loglikelihoods on CPU depend on which requests share a padded batch; forgetbench scores
     # mmlu as one task while lm-eval splits it per subject, so batches differ unless they hold one row.
     lm_single = build_lm(model, EvalSettings(batch_size=1))
+    from forgetbench.hardware import describe, resolve_dtype
+
+    print(describe(resolve_dtype(settings.dtype).dtype))
     print(f"{'task':<10}{'n':>5}{'forgetbench':>13}{'lm-eval':>10}{'diff (pt)':>11}{'items differ':>14}{'seconds':>9}")
     saved = {}
     for name in args.tasks.split(","):

@@ -1,8 +1,10 @@
 """Speed and peak memory of the KL estimator vs one plain full-logit forward pass of both models.
 
-    python benchmarks/kl_speed.py [--lengths 128 512] [--n-seqs 4] [--chunks 64] [--reps 3]
+    python benchmarks/kl_speed.py [--lengths 128 512] [--n-seqs 4] [--chunks 64] [--reps 3] [--dtypes float32 bfloat16]
 
-Base: the bundled SmolLM2-135M-Instruct (bf16; converted once, ~30 s). Tuned: the same weights plus
+Every figure is printed with the machine (CPU, its bf16-relevant flags, cores) and the dtype; float32 and
+bfloat16 run side by side (bfloat16 is emulated, several times slower, on CPUs without AMX/AVX512-BF16).
+Base: the bundled SmolLM2-135M-Instruct (stored in bf16, loaded in the dtype measured; converted once, ~30 s). Tuned: the same weights plus
 seeded Gaussian noise (1% of each tensor's std), made in memory. Base samples are fixed: a chat
 prompt plus seeded random completion tokens of each length (timing and memory do not depend on the
 token values; sampling speed is generate()'s, not this estimator's).
@@ -30,15 +32,15 @@ import time
 PROMPT = "Explain, step by step, how to compute 17 * 23 without a calculator."
 
 
-def _models():
+def _models(dtype: str = "bfloat16"):
     import torch
 
     from forgetbench import models
     from forgetbench.kl import load
 
     path = models.resolve("smollm2-135m-instruct").path
-    base, tok = load(path, "bfloat16")
-    tuned, _ = load(path, "bfloat16")
+    base, tok = load(path, dtype)
+    tuned, _ = load(path, dtype)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in tuned.parameters():
@@ -83,14 +85,14 @@ class PeakRSS:
         self.extra_mb = (self.peak - self.start) / 2**20
 
 
-def _setup(length: int, n: int, threads: int):
+def _setup(length: int, n: int, threads: int, dtype: str):
     import torch
 
     from forgetbench.kl import KLSettings
 
-    if threads:
+    base, tuned, tok = _models(dtype)
+    if threads:  # after loading: kl.load applies forgetbench's own thread policy
         torch.set_num_threads(threads)
-    base, tuned, tok = _models()
     samples = _samples(tok, length, n, KLSettings(batch_size=n))
     ids = torch.tensor([samples.prompt_ids[0] + c for c in samples.completions])
 
@@ -111,8 +113,8 @@ def _kl_run(base, tuned, samples, chunk: int):
     return lambda: kl_along(base, tuned, samples, st)
 
 
-def child_memory(mode: str, length: int, n: int, chunk: int, threads: int) -> dict:
-    base, tuned, samples, plain = _setup(length, n, threads)
+def child_memory(mode: str, length: int, n: int, chunk: int, threads: int, dtype: str) -> dict:
+    base, tuned, samples, plain = _setup(length, n, threads, dtype)
     run = _kl_run(base, tuned, samples, chunk) if mode == "kl" else plain
     run()  # warm-up
     with PeakRSS() as mem:
@@ -120,9 +122,9 @@ def child_memory(mode: str, length: int, n: int, chunk: int, threads: int) -> di
     return {"peak_extra_mb": mem.extra_mb}
 
 
-def child_time(length: int, n: int, chunks: list[int], reps: int, threads: int) -> dict:
+def child_time(length: int, n: int, chunks: list[int], reps: int, threads: int, dtype: str) -> dict:
     """Plain and KL calls alternate in one process, so load from other processes hits both alike."""
-    base, tuned, samples, plain = _setup(length, n, threads)
+    base, tuned, samples, plain = _setup(length, n, threads, dtype)
     runs = {"plain": plain, **{f"kl{c}": _kl_run(base, tuned, samples, c) for c in chunks}}
     best = {k: float("inf") for k in runs}
     for f in runs.values():
@@ -149,24 +151,34 @@ def main() -> None:
     ap.add_argument("--n-seqs", type=int, default=4)
     ap.add_argument("--chunks", type=int, nargs="+", default=[64])
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: forgetbench's default, the usable cores)")
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--dtype", default="bfloat16", help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         kind, length = a.child[0], int(a.child[1])
         if kind == "time":
-            res = child_time(length, a.n_seqs, a.chunks, a.reps, a.threads)
+            res = child_time(length, a.n_seqs, a.chunks, a.reps, a.threads, a.dtype)
         else:
-            res = child_memory(kind, length, a.n_seqs, int(a.child[2]), a.threads)
+            res = child_memory(kind, length, a.n_seqs, int(a.child[2]), a.threads, a.dtype)
         print(json.dumps(res))
         return
+    from forgetbench.hardware import describe, resolve_dtype
+
     _models()  # convert the bundled model once, outside the measurements
+    print(f"{describe()}; dtype auto here: {resolve_dtype('auto').dtype}")
     print(
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; threads {a.threads or 'default'}; "
+        f"load average {os.getloadavg()[0]:.1f}; threads {a.threads or 'default'}; "
         f"{a.n_seqs} sequences per batch"
     )
-    print(f"{'completion':>10} {'tokens':>7} {'mode':>6} {'chunk':>6} {'time s':>8} {'vs plain':>9} {'peak MB':>8}")
-    common = ["--n-seqs", str(a.n_seqs), "--threads", str(a.threads), "--reps", str(a.reps)]
+    print(f"{'dtype':>9} {'completion':>10} {'tokens':>7} {'mode':>6} {'chunk':>6} {'time s':>8} {'vs plain':>9} {'peak MB':>8}")
+    for dtype in a.dtypes:
+        _run_dtype(a, dtype)
+
+
+def _run_dtype(a, dtype: str) -> None:
+    common = ["--n-seqs", str(a.n_seqs), "--threads", str(a.threads), "--reps", str(a.reps), "--dtype", dtype]
     for length in a.lengths:
         t = _child(["time", str(length), *common, "--chunks", *map(str, a.chunks)])
         rows = [("plain", "-", t["time_s"]["plain"], _child(["plain", str(length), "0", *common]))]
@@ -174,7 +186,7 @@ def main() -> None:
             rows.append(("kl", c, t["time_s"][f"kl{c}"], _child(["kl", str(length), str(c), *common])))
         for mode, chunk, secs, mem in rows:
             print(
-                f"{length:>10} {t['tokens']:>7} {mode:>6} {chunk:>6} {secs:>8.2f} "
+                f"{dtype:>9} {length:>10} {t['tokens']:>7} {mode:>6} {chunk:>6} {secs:>8.2f} "
                 f"{secs / t['time_s']['plain']:>8.2f}x {mem['peak_extra_mb']:>8.0f}",
                 flush=True,
             )

@@ -106,7 +106,10 @@ def main() -> None:
         rows.append(Row(name, method, record["steps"], record["wall_seconds"], report))
         print(f"[reproduce] {name}: done ({time.time() - t0:.0f} s so far)", file=sys.stderr, flush=True)
 
-    lines = ["gain on lite_ifeval (prompt-level strict) and mean drop over the lite probes in points, 95% CIs;",
+    from forgetbench.hardware import describe
+
+    lines = [describe(rows[0].report.settings.get("dtype") if rows else None), "",
+             "gain on lite_ifeval (prompt-level strict) and mean drop over the lite probes in points, 95% CIs;",
              "KL(base || tuned) in nats per sequence on lite_ifeval prompts (32 prompts x 4 base samples)", ""]
     table = summary_table([(r.name, r.report) for r in rows]).splitlines()
     lines += [table[0] + "steps  train s", table[1] + "-" * 15]

@@ -22,6 +22,12 @@ def chat_template_enabled(model: ModelRef, settings: EvalSettings) -> bool:
 
 
 def build_lm(model: ModelRef, settings: EvalSettings):
+    if settings.dtype == "auto" and settings.backend != "fake":  # callers other than eval: resolve here too
+        from dataclasses import replace
+
+        from forgetbench.hardware import resolve_dtype
+
+        settings = replace(settings, dtype=resolve_dtype("auto", settings.device).dtype)
     if settings.backend == "fake" or model.kind == "fake":
         if settings.backend != "fake" or model.kind != "fake":
             raise UserError(

@@ -323,15 +323,21 @@ def main(db: Path, out: Path | None = None, as_json: bool = False, x: str = "fwd
         if points and not as_json:
             print(render_points(points, x))
         raise UserError(f"law needs at least {MIN_PAIRS} pairs with KL; found {n} (store {db})")
+    from .law_predict import predict, render
+
     fs, notes = fits(points), notes_for(points)
+    preds = predict(points)  # pairs measured on --target-prompts: forgetting predicted from the others
     plot(points, fs, x, out)
     if as_json:
-        print(json.dumps(to_json(points, fs, x, out, notes), indent=2))
+        print(json.dumps({**to_json(points, fs, x, out, notes), "predictions": [asdict(p) for p in preds]},
+                         indent=2))
         return 0
     print(f"forgetting vs {X_LABELS[x]}: {n} pairs\n")
     print(render_points(points, x) + "\n")
     print(render_fits(fs, x))
     for note in notes:
         print(f"note: {note}")
+    if preds:
+        print("\n" + render(preds, x))
     print(f"\nplot written to {out}")
     return 0

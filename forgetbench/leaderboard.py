@@ -170,7 +170,17 @@ def _higher_is_better() -> dict[str, bool]:
         return {}
 
 
-def _rows(e: Entry, hib: dict[str, bool]) -> tuple[dict, list[dict], list[dict], list[dict]]:
+def _builtin_tasks() -> set[str] | None:
+    """Names of the built-in registry's tasks (not --tasks-dir ones); None when the registry is broken."""
+    from . import registry
+
+    try:
+        return {n for n, t in registry.all_tasks().items() if not t.custom}
+    except UserError:
+        return None
+
+
+def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tuple[dict, list[dict], list[dict], list[dict]]:
     """(entries row, entry_tasks rows, entry_kl rows, entry_forgotten rows) of one parsed entry."""
     m, r = e.meta, e.results
     base, tuned = m.get("base") or {}, m.get("tuned") or {}
@@ -244,6 +254,8 @@ def _rows(e: Entry, hib: dict[str, bool]) -> tuple[dict, list[dict], list[dict],
         "n_boot": _text(boot.get("n_boot"), 40), "results_sha256": e.sha256,
         "gain": gain[0] if gain else None, "gain_lo": gain[1] if gain else None, "gain_hi": gain[2] if gain else None,
         "mean_drop": md[0] if md else None, "mean_drop_lo": md[1] if md else None, "mean_drop_hi": md[2] if md else None,
+        # any task (or a --target-prompts target) outside the built-in registry: ranked only among custom entries
+        "custom": builtin is not None and any(n not in builtin for n in [target, *(t["task"] for t in tasks)]),
     }
     return entry, tasks, kl_rows, forgotten
 
@@ -255,7 +267,7 @@ _COLUMNS = {
                "compute VARCHAR, contact VARCHAR, licence VARCHAR, notes VARCHAR, reference BOOLEAN, "
                "exported_at VARCHAR, versions JSON, settings JSON, seed VARCHAR, n_boot VARCHAR, "
                "results_sha256 VARCHAR, gain DOUBLE, gain_lo DOUBLE, gain_hi DOUBLE, mean_drop DOUBLE, "
-               "mean_drop_lo DOUBLE, mean_drop_hi DOUBLE",
+               "mean_drop_lo DOUBLE, mean_drop_hi DOUBLE, custom BOOLEAN",
     "entry_tasks": "entry_id VARCHAR, task VARCHAR, sub VARCHAR, role VARCHAR, version VARCHAR, data_hash VARCHAR, "
                    "metric VARCHAR, n INTEGER, base DOUBLE, base_lo DOUBLE, base_hi DOUBLE, tuned DOUBLE, "
                    "tuned_lo DOUBLE, tuned_hi DOUBLE, delta DOUBLE, delta_lo DOUBLE, delta_hi DOUBLE, "
@@ -276,12 +288,12 @@ def ingest(db_path: Path, entries: list[Entry]):
     import pandas as pd
 
     db_path.unlink(missing_ok=True)
-    hib = _higher_is_better()
+    hib, builtin = _higher_is_better(), _builtin_tasks()
     data: dict[str, list[dict]] = {k: [] for k in _COLUMNS}
     for e in entries:
         if e.status != "INVALID":
             try:
-                entry, tasks, kl, forgotten = _rows(e, hib)
+                entry, tasks, kl, forgotten = _rows(e, hib, builtin)
             except (ValueError, TypeError, AttributeError) as err:
                 e.status, e.errors = "INVALID", (*e.errors, f"cannot ingest: {err}")
             else:

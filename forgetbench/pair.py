@@ -119,10 +119,17 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
     from .metrics import pair_report
     from .models import resolve
 
+    prompt_set = None
     if req.target_prompts is not None:
-        raise UserError("--target-prompts is not available yet")  # being built (issue 14, item 5)
+        from . import target_prompts
+
+        if req.target is not None:
+            raise UserError("--target and --target-prompts exclude each other: KL is measured on one of them")
+        prompt_set = target_prompts.load(req.target_prompts)
     specs = select_tasks(req.suite, req.tasks, req.target)
     check_unsafe(specs, req.confirm_unsafe_code)
+    # with a prompt set the pair's target is the set's name: every registry task is then a probe
+    target = prompt_set.name if prompt_set else req.target
     base = resolve(req.base, dtype=req.settings.dtype)
     tuned = resolve(req.tuned, dtype=req.settings.dtype)
     if (base.kind == "fake") != (tuned.kind == "fake"):
@@ -138,7 +145,7 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
         base_ids = ensure_runs(store, base, "base", specs, docs, settings, req.confirm_unsafe_code)
         tuned_ids = ensure_runs(store, tuned, "tuned", specs, docs, settings, req.confirm_unsafe_code)
         runs = {
-            s.name: (s, role_in_pair(s, req.target), store.get_run(base_ids[s.name]), store.get_run(tuned_ids[s.name]))
+            s.name: (s, role_in_pair(s, target), store.get_run(base_ids[s.name]), store.get_run(tuned_ids[s.name]))
             for s in specs
         }
         pair_settings = {
@@ -153,11 +160,20 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
         skipped = _kl_skipped(req, settings)
         if skipped:
             pair_settings["kl_skipped"] = skipped
-        report = pair_report(base, tuned, req.target, runs, pair_settings)
+        if prompt_set:
+            pair_settings["target_prompts"] = target_prompts.describe(prompt_set)
+        report = pair_report(base, tuned, target, runs, pair_settings)
         if not skipped:
             from .divergence import kl_settings_from, pair_kl
 
-            spec, _, base_run, _ = runs[req.target]
+            if prompt_set:
+                from .backends import chat_template_enabled
+
+                chat = chat_template_enabled(base, settings)
+                spec, base_run = target_prompts.spec_and_run(prompt_set, base, target_prompts.render(
+                    prompt_set, base, chat), chat, req.kl_max_tokens)
+            else:
+                spec, _, base_run, _ = runs[req.target]
             kls = kl_settings_from(settings, req.kl_prompts, req.kl_samples, req.kl_max_tokens, None)
             report = replace(report, kl=pair_kl(store, base, tuned, spec, base_run, kls, settings.device,
                                                 settings.backend))
@@ -175,8 +191,8 @@ def _kl_skipped(req: EvalRequest, settings: EvalSettings) -> str | None:
     """Why forward KL is not computed for this request, or None when it is."""
     if not req.kl:
         return "--no-kl"
-    if req.target is None:
-        return "no --target: KL is measured on the target task's prompts"
+    if req.target is None and req.target_prompts is None:
+        return "no --target: KL is measured on the target task's prompts (or --target-prompts)"
     if settings.backend == "fake":
         return "the fake backend has no token distributions"
     return None

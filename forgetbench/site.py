@@ -131,8 +131,9 @@ def _load(con) -> dict:
         e.update(by_entry[e["entry_id"]])
         e["probe_drop"] = {t["task"]: t for t in e["tasks"] if t["role"] == "probe" and not t["sub"]}
     by_target = defaultdict(list)
-    for e in entries:
-        by_target[e["target"]].append(e)
+    for e in entries:  # entries using tasks outside the registry form their own groups, never ranked with it
+        e["group"] = f"custom: {e['target']}" if e.get("custom") else e["target"]
+        by_target[e["group"]].append(e)
     for group in by_target.values():  # ranks only compare entries on the same target
         for key, hib, name in (("gain", True, "gain_group"), ("mean_drop", False, "drop_group")):
             g = tie_groups([e[key] for e in group], [e[f"{key}_lo"] for e in group], [e[f"{key}_hi"] for e in group], hib)

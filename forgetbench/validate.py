@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import registry
+from .target_prompts import is_prompt_target
 from .errors import UserError
 from .fanout import chunked_map
 from .recompute import check_numbers, duplicate_rows
@@ -162,7 +163,9 @@ def _check_consistency(e: _Entry, tasks: dict) -> None:
     err = lambda f, fld, msg: e.errors.append(Problem(f, fld, msg))  # noqa: E731
     if md is not None and md["id"] != e.path.name:
         err(METADATA_FILE, "id", f"is {md['id']!r} but the folder is named {e.path.name!r}")
-    if md is not None and md["target"] not in tasks:
+    if md is not None and is_prompt_target(md["target"]):
+        pass  # `eval --target-prompts`: KL on the submitter's own prompts, no target task (a custom entry)
+    elif md is not None and md["target"] not in tasks:
         err(METADATA_FILE, "target", f"unknown task {md['target']!r}")
     elif md is not None and tasks[md["target"]].role != "target":
         err(METADATA_FILE, "target", f"{md['target']!r} is a probe in the registry, not a target task")
@@ -179,7 +182,7 @@ def _check_consistency(e: _Entry, tasks: dict) -> None:
     if pair["target"] is None:
         err(RESULTS_FILE, "pair.target", "is null: leaderboard entries must be evaluated with --target")
     names = [t["task"] for t in res["tasks"]]
-    if pair["target"] is not None and pair["target"] not in names:
+    if pair["target"] is not None and pair["target"] not in names and not is_prompt_target(pair["target"]):
         err(RESULTS_FILE, "tasks", f"has no results for the target task {pair['target']!r}")
     seen: set[str] = set()
     for i, t in enumerate(res["tasks"]):

@@ -176,3 +176,20 @@ def test_exiting_early_is_not_a_pass(run):
     _assert_failed(run("import sys\nsys.exit(0)\nassert False\n"))
     _assert_failed(run("import os\nos._exit(0)\n"))
     _assert_failed(run("raise KeyboardInterrupt\n"))
+
+
+def test_an_interpreter_installed_under_tmp_still_works(tmp_path):
+    """/tmp gets a fresh tmpfs: a Python (here a venv) living under it must be bound back, or every
+    program would fail to import and score 0 without a word."""
+    try:
+        sandbox.isolation()
+    except UserError as e:
+        pytest.skip(f"no sandbox here: {e}")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    code = ("import json, sys; from dataclasses import asdict; from forgetbench.scoring import sandbox; "
+            "print(json.dumps(asdict(sandbox.run('import json, math\\nassert math.gcd(4, 6) == 2\\n', allowed=True))))")
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["passed"] is True

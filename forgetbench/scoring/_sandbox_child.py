@@ -30,6 +30,7 @@ and hostile side effects, not a judge that adversarial code cannot lie to).
 import ctypes
 import json
 import os
+import re
 import resource
 import signal
 import sys
@@ -63,31 +64,34 @@ def _mount(src, target: str, fstype, flags: int, data=None) -> None:
 def _mount_points() -> list[str]:
     with open("/proc/self/mountinfo") as f:
         # field 5 is the mount point, with space, tab, newline and backslash octal-escaped
-        return [line.split()[4].encode().decode("unicode_escape") for line in f]
+        return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in f]
 
 
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def _cover(folder: str, keep: list[str], options: str) -> None:
+    """An empty tmpfs over `folder`, with the interpreter's folders inside it bound back (a Python
+    installed under a home folder or under /tmp must keep working)."""
+    kept = [k for k in keep if _under(k, folder) and k != folder and os.path.isdir(k)]
+    fds = [os.open(k, os.O_PATH | os.O_DIRECTORY) for k in kept]  # still reachable after the cover
+    _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    for k, fd in zip(kept, fds):
+        os.makedirs(k, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
+        os.close(fd)
+
+
 def setup_files(job: dict) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates back to the host
     size = int(job["limits"]["scratch_bytes"])
-    fresh = []
-    for d in SCRATCH:
-        if os.path.isdir(d):
-            _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},nr_inodes=4096,mode=1777")
-            fresh.append(d)
+    fresh = [d for d in SCRATCH if os.path.isdir(d)]
+    for d in fresh:
+        _cover(d, job["keep"], f"size={size},nr_inodes=4096,mode=1777")
     for home in job["hide"]:
-        if not os.path.isdir(home) or any(_under(d, home) for d in fresh):
-            continue
-        keep = [k for k in job["keep"] if _under(k, home) and os.path.isdir(k)]
-        fds = [os.open(k, os.O_PATH | os.O_DIRECTORY) for k in keep]  # reachable after the cover
-        _mount("tmpfs", home, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-        for k, fd in zip(keep, fds):
-            os.makedirs(k, mode=0o755, exist_ok=True)
-            _mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
-            os.close(fd)
+        if os.path.isdir(home) and not any(_under(home, d) for d in fresh):
+            _cover(home, job["keep"], "size=1m,mode=0755")
     for mp in _mount_points():
         if mp in fresh or mp == "/proc":  # the pid namespace's own proc: the nested user namespace writes its maps there
             continue

@@ -50,6 +50,7 @@ CHILD = Path(__file__).with_name("_sandbox_child.py")
 NOBODY = (65534, 65534)
 NS_FLAGS = ["--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
 HIDE = ("/root", "/home", "/run")
+CANARY = "import collections, hashlib, itertools, json, math, re, string, typing\nassert math.gcd(12, 18) == 6\n"
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -121,7 +122,13 @@ def isolation(python: str = sys.executable) -> str:
         raise UserError(f"cannot isolate generated code here (`unshare {' '.join(NS_FLAGS)}`: {why}); "
                         f"use a Linux machine with user namespaces, or set {MODE_ENV}=rlimits-only to run it "
                         "with resource limits only (no network or file isolation)")
-    return "root" if root else "userns"
+    mode = "root" if root else "userns"
+    # A sandbox that cannot import the standard library would fail every program: a silent zero score.
+    canary = _run(CANARY, Limits(timeout=30.0), mode, python)
+    if not canary.passed:
+        raise UserError(f"forgetbench's sandbox cannot run Python here ({canary.status}: {canary.error}); "
+                        "generated code was not run")
+    return mode
 
 
 def _keep_paths(python: str) -> list[str]:
@@ -140,7 +147,10 @@ def run(program: str, limits: Limits = Limits(), *, allowed: bool = False, pytho
     """Run `program` (Python source) contained; passed iff it finished without an exception in time."""
     if not allowed:
         raise UserError(not_confirmed_message())
-    mode = isolation(python)
+    return _run(program, limits, isolation(python), python)
+
+
+def _run(program: str, limits: Limits, mode: str, python: str) -> Outcome:
     nonce = secrets.token_hex(16)
     job = {"program": program, "timeout": limits.timeout, "limits": asdict(limits), "nonce": nonce,
            "hide": _hide_paths(), "keep": _keep_paths(python), "drop_to": NOBODY if mode == "root" else None,

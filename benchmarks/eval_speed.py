@@ -6,7 +6,9 @@ Three timings over the same tasks and rows (the lite suite: generated rows, iden
   lm_eval x2    `lm_eval --model hf` once for BASE and once for TUNED (no per-item store, no pairing)
 
 The pair is the bundled SmolLM2-135M-Instruct and the demo's SFT checkpoint (trained here if
-`forgetbench demo` has not cached it yet). Usage: python benchmarks/eval_speed.py [--tasks lite_countdown,lite_mc]
+`forgetbench demo` has not cached it yet). Each timing runs in float32 and in bfloat16 (side by side; on
+CPUs without native bfloat16 the bfloat16 column takes several times longer), and the machine is printed.
+Usage: python benchmarks/eval_speed.py [--tasks lite_arith,lite_mc] [--dtypes float32,bfloat16]
 """
 
 from __future__ import annotations
@@ -34,17 +36,11 @@ def timed(cmd: list[str], env: dict) -> float:
     return time.time() - t
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tasks", default=",".join(t.name for t in registry.suite("lite")))
-    ap.add_argument("--batch-size", type=int, default=8)
-    args = ap.parse_args()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    base = resolve("smollm2-135m-instruct")
-    tuned, _ = tuned_checkpoint("sft", base.spec, base.content_hash, DemoConfig())
+def measure(args, dtype: str, base, tuned: Path, env: dict) -> dict[str, float]:
+    """The three timings of the module docstring, every model computing in `dtype`."""
     db = Path(tempfile.mkdtemp()) / "bench.duckdb"
     fb = [sys.executable, "-m", "forgetbench.cli", "eval", base.path, str(tuned), "--tasks", args.tasks,
-          "--db", str(db), "--batch-size", str(args.batch_size)]
+          "--db", str(db), "--batch-size", str(args.batch_size), "--dtype", dtype]
     cold = timed(fb, env)
     tuned_hash = resolve(str(tuned)).content_hash
     with Store(db) as s:
@@ -54,14 +50,38 @@ def main() -> None:
     plain = 0.0
     for path in (base.path, str(tuned)):
         plain += timed([sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
-                        f"pretrained={path},dtype=bfloat16", "--include_path", str(ROOT / "tasks"),
+                        f"pretrained={path},dtype={dtype}", "--include_path", str(ROOT / "tasks"),
                         "--tasks", args.tasks, "--apply_chat_template", "--batch_size", str(args.batch_size),
                         "--output_path", tempfile.mkdtemp(), "--log_samples"], env)
-    print(f"tasks: {args.tasks}")
-    print(f"forgetbench eval, cold store     : {cold:7.1f} s")
-    print(f"forgetbench eval, base cached    : {warm:7.1f} s")
-    print(f"plain lm_eval, base + tuned      : {plain:7.1f} s")
-    print(f"cold / plain = {cold / plain:.2f}x   base-cached / plain = {warm / plain:.2f}x")
+    return {"cold": cold, "warm": warm, "plain": plain}
+
+
+def main() -> None:
+    from forgetbench.demo import DEMO_TASKS
+    from forgetbench.hardware import describe, resolve_dtype
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", default=",".join(DEMO_TASKS), help="default: the demo's tasks")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--dtypes", default="float32,bfloat16", help="compared side by side (default both)")
+    args = ap.parse_args()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "FORGETBENCH_PROGRESS": "0"}
+    base = resolve("smollm2-135m-instruct")
+    tuned, _ = tuned_checkpoint("sft", base.spec, base.content_hash, DemoConfig())
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    results = {d: measure(args, d, base, tuned, env) for d in dtypes}
+    print(f"{describe()}; dtype auto here: {resolve_dtype('auto').dtype}")
+    print(f"tasks: {args.tasks}; batch size {args.batch_size}")
+    print(f"{'':34}" + "".join(f"{d:>12}" for d in dtypes))
+    for key, label in (("cold", "forgetbench eval, cold store"), ("warm", "forgetbench eval, base cached"),
+                       ("plain", "plain lm_eval, base + tuned")):
+        print(f"{label:<34}" + "".join(f"{results[d][key]:>10.1f} s" for d in dtypes))
+    for d in dtypes:
+        r = results[d]
+        print(f"{d}: cold / plain = {r['cold'] / r['plain']:.2f}x   base-cached / plain = {r['warm'] / r['plain']:.2f}x")
+    if len(dtypes) > 1:
+        print(f"{dtypes[1]} / {dtypes[0]} (cold): {results[dtypes[1]]['cold'] / results[dtypes[0]]['cold']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -107,8 +108,10 @@ def ensure_runs(store: Store, model: ModelRef, label: str, specs, docs: dict[str
     try:
         for spec in todo:
             _say(f"[{label}] {spec.name}: scoring {len(docs[spec.name].rows)} items")
+            started = time.time()
             run = harness.score_task(lm, model, spec, docs[spec.name], settings, chat, confirm_unsafe_code)
             store.put_run(run)
+            _say(f"[{label}] {spec.name}: done in {time.time() - started:.0f} s")
     finally:
         del lm
         gc.collect()

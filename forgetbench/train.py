@@ -279,6 +279,7 @@ def train(recipe: dict, base: str, task: str, out: Path, *, data_file: Path | No
             "n_examples": len(info["examples"]),
             "steps": info["steps"],
             "final_metrics": _final_metrics(steps),
+            "warnings": _no_signal(method, steps),
             "wall_seconds": round(time.time() - started, 1),
             "machine": {"cpus": os.cpu_count(), "threads": threads, "cpu": _cpu_line(),
                         "loadavg_start": round(load0, 2),
@@ -313,6 +314,18 @@ def _cpu_line() -> str:
     from .hardware import describe
 
     return describe()
+
+
+def _no_signal(method: str, steps: list[dict]) -> list[str]:
+    """GRPO learns only from groups whose completions got different rewards; say so when none did, since
+    the checkpoint is then the base model again (forward KL exactly 0), not a failed optimizer."""
+    if method != "rl" or not steps or any(s.get("frac_reward_zero_std", 0.0) < 1.0 for s in steps):
+        return []
+    msg = (f"rl: every group of completions got equal rewards in all {len(steps)} steps (mean reward "
+           f"{sum(s.get('reward', 0.0) for s in steps) / len(steps):.3f}), so every advantage was 0 and no update "
+           "reached the weights; use a task the base solves sometimes, more num_generations or more steps")
+    print(f"[train] warning: {msg}", file=sys.stderr)
+    return [msg]
 
 
 def _final_metrics(steps: list[dict]) -> dict:

@@ -50,7 +50,8 @@ def test_demo_runs_the_whole_loop(tiny_model_dir, fb_home, expert_sampler, tmp_p
         assert s.con.execute("SELECT count(*) FROM pairs").fetchone()[0] == 3
         base_runs = s.con.execute("SELECT count(*) FROM runs WHERE model_hash = ?",
                                   [res.pairs[0].report.base.content_hash]).fetchone()[0]
-    assert base_runs == len(registry.suite("lite"))
+    assert base_runs == len(cfg.tasks) == len(demo.DEMO_TASKS)
+    assert "lite_countdown" not in cfg.tasks  # the base solves none of it: nothing to forget there
 
     # entries: complete reference metadata (no TODO), valid, and on the built site
     reports = validate_entries([res.submissions])
@@ -69,6 +70,9 @@ def test_demo_runs_the_whole_loop(tiny_model_dir, fb_home, expert_sampler, tmp_p
         assert {r[0] for r in s.con.execute("SELECT pair_id FROM pairs").fetchall()} == {
             p.report.pair_id for p in res.pairs}
         s.con.execute("INSERT INTO pairs SELECT 'old' || pair_id[4:], * EXCLUDE (pair_id) FROM pairs")
+    err = capsys.readouterr().err
+    # every stage says its time, the time so far and (but the last) an estimate of the rest
+    assert "[demo] train sft:" in err and "(2/8 stages," in err and "left (estimate)" in err
     again = demo.run(cfg)
     assert [p.tuned for p in again.pairs] == [p.tuned for p in res.pairs]
     assert "checkpoint cached" in capsys.readouterr().err

@@ -308,3 +308,12 @@ def test_sampler_batches_and_restores_the_model(tiny_model_dir):
     assert [len(r) for r in a] == [2, 2, 2] and all(isinstance(t, str) and t for r in a for t in r)
     assert a == sample_responses(model, tok, prompts, seed=1, **kw)  # seeded
     assert model.training and tok.padding_side == "right"
+
+
+def test_grpo_without_reward_variance_is_reported(capsys):
+    """No group with different rewards in any step: zero advantages, no update (the fp32 demo case)."""
+    flat = [{"step": i, "loss": 0.0, "reward": 0.0, "frac_reward_zero_std": 1.0} for i in (1, 2)]
+    (msg,) = train._no_signal("rl", flat)
+    assert "equal rewards in all 2 steps" in msg and "warning" in capsys.readouterr().err
+    assert train._no_signal("rl", [*flat, {"step": 3, "loss": 0.1, "frac_reward_zero_std": 0.5}]) == []
+    assert train._no_signal("sft", flat) == [] and train._no_signal("rl", []) == []

@@ -1,8 +1,9 @@
 """Predicted forgetting for pairs measured with `eval --target-prompts` (RL's Razor's use case).
 
 Such a pair has a KL on the user's own prompts. Its forgetting is PREDICTED from that KL by the linear
-fit (mean drop over probes, in points, on the same KL column) over every OTHER stored pair with KL
-and a mean drop: the pair itself never enters its own prediction. With n fitted pairs, line
+fit (mean drop over probes, in points, on the same KL column) over the stored pairs with KL and a
+mean drop of OTHER tuned models: neither the pair itself nor another pair of the same tuned model (whose
+probes are the same measurements) enters its prediction. With n fitted pairs, line
 y = a + b x, residual variance s^2 = SSR / (n - 2), the 95% prediction interval at x0 is
 
     a + b x0 -/+ t(0.975, n - 2) * s * sqrt(1 + 1/n + (x0 - mean x)^2 / Sxx)
@@ -36,7 +37,7 @@ class Prediction:
     n_fit: int  # pairs the line was fitted on (the others)
     predicted: Estimate | None  # mean drop in points; lo/hi = 95% prediction interval
     measured: Estimate | None  # the pair's own measured mean drop, when it has probes
-    method: str = "OLS prediction interval, 95%, t(n-2); fit over the other stored pairs"
+    method: str = "OLS prediction interval, 95%, t(n-2); fit over the pairs of other tuned models"
     note: str | None = None
 
 
@@ -69,7 +70,7 @@ def predict(points: list[Point]) -> list[Prediction]:
     for p in points:
         if not is_prompt_target(p.target):
             continue
-        others = [q for q in points if q.pair_id != p.pair_id and q.mean_drop is not None]
+        others = [q for q in points if q.tuned != p.tuned and q.mean_drop is not None]
         est, note = interval(np.array([q.x.value for q in others], float),
                              np.array([q.mean_drop.value for q in others], float), p.x.value)
         out.append(Prediction(p.pair_id, p.tuned, p.target, p.x.value, len(others), est, p.mean_drop, note=note))
@@ -82,7 +83,7 @@ def render(preds: list[Prediction], x: str) -> str:
     ci = lambda e: "n/a" if e is None else f"{e.value:+.1f} [{e.lo:+.1f}, {e.hi:+.1f}]"  # noqa: E731
     rows = [[_short(p.tuned), p.target, f"{p.x:#.3g}", str(p.n_fit), ci(p.predicted), ci(p.measured)] for p in preds]
     lines = ["PREDICTED forgetting (not measured) for pairs evaluated with --target-prompts: the linear fit",
-             f"of mean drop on {x} over the other stored pairs, with a 95% prediction interval", ""]
+             f"of mean drop on {x} over the pairs of other tuned models, with a 95% prediction interval", ""]
     lines += _table(["tuned", "prompts", f"{x} ({X_UNITS[x]})", "fit n", "PREDICTED mean drop (pts) [95% PI]",
                      "measured (pts) [95% CI]"], rows)
     lines += [f"  {p.target}: {p.note}" for p in preds if p.note]

@@ -142,6 +142,9 @@ def test_law_predicts_prompt_pairs_from_the_other_pairs(tmp_path, capsys):
         pid = s.put_pair(report, {"deltas": [{"task": "mmlu", "metric": "acc"}]})
         s.con.execute("INSERT INTO pair_kl (pair_id, task, n_seq, fwd_seq, fwd_seq_lo, fwd_seq_hi) "
                       "VALUES (?, 'prompts:0123456789ab', 8, 5.0, 4.5, 5.5)", [pid])
+        # the same tuned model on a task target: its probe drops are the prompt pair's own, so it is left out
+        _put(s, 99, 5.0, {"mmlu": 40.0})
+        s.con.execute("UPDATE models SET spec = '/ckpt/mine' WHERE spec = '/ckpt/run99'")
     assert law.main(db, tmp_path / "law.png", as_json=True) == 0
     out = json.loads(capsys.readouterr().out)
     (pred,) = out["predictions"]

@@ -1,4 +1,4 @@
-"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build | toy mog`.
+"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build | toy mog | compare`.
 
 Each subcommand imports what it needs only when it runs, so `forgetbench tasks` and `--help` start
 instantly. A UserError becomes one line on stderr and exit code 2; nothing is half-written.
@@ -45,13 +45,17 @@ def _add_eval(sub) -> None:
     p.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="auto (default): bfloat16 where the hardware computes it natively, else float32 on CPU "
                         "(float16 on GPUs without bfloat16); `forgetbench info` says what auto picks here")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (default): the first CUDA GPU if there is one, else cpu; "
+                   "or cpu, cuda, cuda:N, mps (scoring with hf, and the KL pass with either backend)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-gen-toks", type=int, help="override every generative task's generation length")
     p.add_argument("--no-chat-template", action="store_true", help="prompt instruct models without their chat template")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm")
-    p.add_argument("--data-parallel-size", type=int, default=1, help="vllm")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per engine (default 1)")
+    p.add_argument("--data-parallel-size", type=int, default=1, help="vllm: engine replicas, run as Ray actors "
+                   "(default 1; needs ray)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=None, help="vllm: share of each GPU's memory "
+                   "an engine may use (default 0.9; on CPU a share of RAM, default 0.3)")
+    p.add_argument("--max-model-len", type=int, help="vllm: context length of every engine (default: the model's)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--no-kl", action="store_true", help="skip forward KL(base || tuned) on the target prompts")
@@ -73,7 +77,7 @@ def cmd_eval(args) -> int:
         backend=args.backend, dtype=args.dtype, device=args.device, batch_size=args.batch_size,
         chat_template=not args.no_chat_template, seed=args.seed, max_gen_toks=args.max_gen_toks,
         tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size,
-        gpu_memory_utilization=args.gpu_memory_utilization,
+        gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
     )
     req = EvalRequest(base=args.base, tuned=args.tuned, suite=args.suite, tasks=args.tasks,
                       target=args.target, limit=args.limit, data_dir=args.data_dir, db=args.db,
@@ -82,7 +86,10 @@ def cmd_eval(args) -> int:
                       confirm_unsafe_code=args.confirm_run_unsafe_code, target_prompts=args.target_prompts)
     if min(args.kl_prompts, args.kl_samples) < 1:
         raise UserError("--kl-prompts and --kl-samples must be at least 1")
-    report = evaluate_pair(req)
+    from .stdio import stdout_to_stderr
+
+    with stdout_to_stderr():  # stdout carries the report only (vLLM and other libraries log to stdout)
+        report = evaluate_pair(req)
     if args.json:
         print(json.dumps(to_json(report), indent=2))
     else:
@@ -180,6 +187,19 @@ def cmd_law(args) -> int:
     return law_main(args.db, args.out, args.json, args.x)
 
 
+def _add_compare(sub) -> None:
+    c = sub.add_parser("compare", help="paired comparison of two lm-eval --log_samples outputs (files or folders)")
+    c.add_argument("a", type=Path, metavar="A", help="samples_<task>_<date>.jsonl, or an lm-eval output folder")
+    c.add_argument("b", type=Path, metavar="B", help="the same for the other model; delta = B - A")
+    c.add_argument("--json", action="store_true")
+
+
+def cmd_compare(args) -> int:
+    from .compare import main as compare_main
+
+    return compare_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forgetbench", description="Measure catastrophic forgetting: score (base, tuned) pairs, store, compare.")
@@ -214,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     law.add_argument("--out", type=Path, help="plot file, .png or .svg (default <db stem>_law.png)")
     law.add_argument("--x", choices=["fwd_seq", "fwd_tok", "rev_tok", "tv_tok"], default="fwd_seq")
     law.add_argument("--json", action="store_true")
+    _add_compare(sub)
     # every command that reads the registry also reads the user's task folders
     readers = [sub.choices[c] for c in ("eval", "train", "export", "validate", "law")]
     for p in [*readers, *tasks_parsers, lbs.choices["build"]]:
@@ -225,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "info": cmd_info, "law": cmd_law, "export": cmd_export, "leaderboard": cmd_leaderboard, "toy": cmd_toy, "train": cmd_train,
-            "validate": cmd_validate}
+            "validate": cmd_validate, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

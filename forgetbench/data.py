@@ -75,16 +75,24 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _read_hub(src: DataSource) -> list[dict]:
     import datasets  # heavy; only when the hub is really used
+    from huggingface_hub.utils import logging as hub_logging
 
+    from .errors import one_line
+
+    # an unreachable hub: huggingface_hub logs a warning per retry; the UserError below says it once
+    level = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
     try:
         ds = datasets.load_dataset(
             src.hub, src.config, split=src.hub_split or src.split, revision=src.revision
         )
     except Exception as e:  # offline, gated, renamed: all end the same way for the user
         raise UserError(
-            f"cannot load {src.describe()} from the Hugging Face hub ({type(e).__name__}: {e}); "
+            f"cannot load {src.describe()} from the Hugging Face hub ({type(e).__name__}: {one_line(e)}); "
             "pass --data-dir DIR with DIR/<org>__<name>[/<config>]/<split>.jsonl"
         ) from e
+    finally:
+        hub_logging.set_verbosity(level)
     return [dict(r) for r in ds]
 
 

@@ -18,9 +18,10 @@ from dataclasses import asdict, replace
 from .data import canonical, stratified_sample
 from .kl import BaseSamples, KLItems, KLSettings, summarize
 from .records import ModelRef, TaskRun, TaskSpec
+from .stats import KL_BOOT_SEED, KL_N_BOOT
 from .store import Store
 
-N_BOOT, BOOT_SEED = 10000, 0
+N_BOOT, BOOT_SEED = KL_N_BOOT, KL_BOOT_SEED  # the KL percentile bootstrap (why a bootstrap: forgetbench.stats)
 # summarize() names -> the store's pair_kl column stems
 _COLUMNS = {"fwd_per_seq": "fwd_seq", "fwd_per_token": "fwd_tok", "rev_per_token": "rev_tok", "tv_per_token": "tv_tok"}
 _RESULT_FIELDS = ("m_prompts", "k_samples", "max_new_tokens", "seed", "dtype")
@@ -91,8 +92,12 @@ def _say(msg: str) -> None:
 
 
 def pair_kl(store: Store, base: ModelRef, tuned: ModelRef, spec: TaskSpec, base_run: TaskRun,
-            settings: KLSettings, device: str = "cpu", backend: str = "hf") -> dict:
-    """KL estimates of `tuned` from `base` on the target's prompts (computed or read from the store)."""
+            settings: KLSettings, device: str = "cpu", backend: str = "hf", vllm_args: dict | None = None) -> dict:
+    """KL estimates of `tuned` from `base` on the target's prompts (computed or read from the store).
+
+    backend "vllm": base samples come from a vLLM engine built with `vllm_args` (the scoring engines'
+    settings: tensor/data parallel sizes, memory share, max model length), stopped before the HF models of
+    the KL pass load, so at most one copy of a model is in memory at a time."""
     from . import kl, kl_sample
 
     if settings.max_new_tokens <= 0:
@@ -104,18 +109,22 @@ def pair_kl(store: Store, base: ModelRef, tuned: ModelRef, spec: TaskSpec, base_
     samples = _load_samples(store, sid, settings, base.content_hash)
     items = _load_items(store, sid, tuned.content_hash) if samples else None
     if items is None:
-        base_model, base_tok = kl.load(base.path, settings.dtype, device)
+        base_model = base_tok = None
         if samples is None:
             prompts = [base_run.items[i].prompt for i in chosen]
             _say(f"[kl] sampling {len(prompts)} x {settings.k_samples} base completions on {spec.name} "
-                 f"(<= {settings.max_new_tokens} tokens)")
-            if backend == "vllm":
-                samples = kl_sample.sample_base_vllm(base.path, prompts, settings, base.content_hash)
+                 f"(<= {settings.max_new_tokens} tokens, {backend})")
+            if backend == "vllm":  # the engine is stopped inside, before any HF model loads
+                samples = kl_sample.sample_base_vllm(base.path, prompts, settings, base.content_hash,
+                                                     **(vllm_args or {}))
             else:
+                base_model, base_tok = kl.load(base.path, settings.dtype, device)
                 samples = kl_sample.sample_base(base_model, base_tok, prompts, settings, base.content_hash)
             _save_samples(store, sid, base_run, samples, doc_ids)
         else:
             _say(f"[kl] base samples cached ({len(samples.completions)} sequences)")
+        if base_model is None:
+            base_model, base_tok = kl.load(base.path, settings.dtype, device)
         tuned_model, tuned_tok = kl.load(tuned.path, settings.dtype, device)
         kl.check_compatible(base_tok, tuned_tok, base_model, tuned_model)
         _say(f"[kl] exact KL along {len(samples.completions)} base samples")

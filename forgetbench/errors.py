@@ -3,3 +3,9 @@
 
 class UserError(Exception):
     """Bad input from the user: a missing checkpoint, an unknown task, a corrupt store, ..."""
+
+
+def one_line(e: BaseException | str, limit: int = 300) -> str:
+    """A library's (often multi-line) error message as one line of at most `limit` characters."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

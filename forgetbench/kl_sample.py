@@ -155,6 +155,44 @@ def sample_base(model, tokenizer, prompts: list[str], settings: KLSettings, base
 # ------------------------------------------------------------------------------ vLLM
 
 
+def _generate(vllm, llm_args: dict, requests: list, params: list) -> list:
+    """One engine: start, generate, stop (its memory is free again when this returns)."""
+    from forgetbench.backends import shutdown_vllm
+
+    llm = vllm.LLM(**llm_args)
+    try:
+        return llm.generate(requests, params, use_tqdm=False)
+    finally:
+        shutdown_vllm(llm)
+
+
+def _replica(llm_args: dict, requests: list, params: list) -> list:
+    """One data-parallel replica, run inside a Ray worker process."""
+    from forgetbench.backends import vllm_module
+
+    return _generate(vllm_module(), llm_args, requests, params)
+
+
+def _generate_data_parallel(llm_args: dict, requests: list, params: list, dp: int) -> list:
+    """Prompts dealt round-robin to `dp` engines in Ray tasks (num_gpus = tensor_parallel_size each)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise UserError("--data-parallel-size > 1 runs vLLM replicas through Ray: `pip install ray`") from e
+    shares = [s for s in (list(range(i, len(requests), dp)) for i in range(dp)) if s]
+    task = ray.remote(num_gpus=llm_args.get("tensor_parallel_size", 1))(_replica)
+    refs = [task.remote(llm_args, [requests[j] for j in s], [params[j] for j in s]) for s in shares]
+    try:
+        results = ray.get(refs)
+    finally:
+        ray.shutdown()  # lm-eval does the same after each data-parallel call: a later call starts afresh
+    outs: list = [None] * len(requests)
+    for share, res in zip(shares, results):
+        for j, o in zip(share, res):
+            outs[j] = o
+    return outs
+
+
 def prompt_seed(seed: int, m: int) -> int:
     """Per-prompt seed: vLLM seeds each request, and identical seeds would couple prompts' draws."""
     return zlib.crc32(f"{seed}:{m}".encode())
@@ -193,23 +231,31 @@ def _generation_eos(model_path: str):
 def sample_base_vllm(
     model_path: str, prompts: list[str], settings: KLSettings, base_hash: str, **vllm_kwargs
 ) -> BaseSamples:
-    """K completions per prompt with vLLM (GPU). vllm_kwargs go to vllm.LLM (tensor_parallel_size,
-    gpu_memory_utilization, ...). Prompts are passed as token ids, tokenized like the HF path."""
-    try:
-        import vllm
-    except ImportError as e:
-        raise UserError(f"vLLM sampling needs `pip install forgetbench[vllm]` on a machine with a GPU ({e})") from e
+    """K completions per prompt with vLLM. vllm_kwargs go to every vllm.LLM (tensor_parallel_size,
+    gpu_memory_utilization, max_model_len, ...), except data_parallel_size: with N > 1 the prompts are dealt
+    to N engines run as Ray tasks, each reserving tensor_parallel_size GPUs, as lm-eval's vLLM model
+    does (each prompt has its own seed, so the samples do not depend on N). dtype and seed are the KL
+    settings'. Every engine is stopped before this returns. Prompts are passed as token ids,
+    tokenized like the HF path."""
     from transformers import AutoTokenizer
 
+    from forgetbench.backends import vllm_module
+
+    vllm = vllm_module()
     tok = AutoTokenizer.from_pretrained(model_path)
     prompt_ids = tokenize_prompts(tok, prompts)
     eos = eos_ids(tok, _generation_eos(model_path))
-    llm = vllm.LLM(model=model_path, dtype=settings.dtype, seed=settings.seed, **vllm_kwargs)
+    dp = int(vllm_kwargs.pop("data_parallel_size", 1) or 1)
+    llm_args = {**vllm_kwargs, "model": model_path, "dtype": settings.dtype, "seed": settings.seed}
     params = [
         vllm_sampling_params(vllm.SamplingParams, settings, eos, prompt_seed(settings.seed, m))
         for m in range(len(prompt_ids))
     ]
-    outs = llm.generate([{"prompt_token_ids": list(p)} for p in prompt_ids], params, use_tqdm=False)
+    requests = [{"prompt_token_ids": list(p)} for p in prompt_ids]
+    if dp > 1:
+        outs = _generate_data_parallel(llm_args, requests, params, dp)
+    else:
+        outs = _generate(vllm, llm_args, requests, params)
     completions = []
     for m, out in enumerate(outs):
         got = sorted(out.outputs, key=lambda o: o.index)

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from forgetbench import bundled, paths
-from forgetbench.errors import UserError
+from forgetbench.errors import UserError, one_line
 from forgetbench.records import ModelRef
 
 # Files whose bytes decide a model's outputs. Top level only: training output dirs carry
@@ -52,6 +52,7 @@ _VOLATILE_KEYS = {
     "local_files_only",
 }
 _ADAPTER_VOLATILE = _VOLATILE_KEYS | {"base_model_name_or_path", "revision", "peft_version", "inference_mode"}
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
 
@@ -354,9 +355,10 @@ def _resolve_hub(spec: str, dtype: str, cache: Path) -> ModelRef:
         try:
             return Path(snapshot_download(**kw))
         except Exception as e:  # noqa: BLE001 - offline, gated, missing repo, bad revision ...
-            raise UserError(
-                f"cannot download {repo_id} from the hub: {type(e).__name__}: {e}; pass a local directory"
-            ) from e
+            from huggingface_hub import constants
+
+            raise UserError(f"cannot download {repo_id} from the hub: {type(e).__name__}: {one_line(e)} "
+                            f"(hub: {constants.ENDPOINT}); pass a local directory") from e
 
     path = download(_HUB_PATTERNS)
     if (path / "adapter_config.json").is_file():
@@ -365,8 +367,10 @@ def _resolve_hub(spec: str, dtype: str, cache: Path) -> ModelRef:
         if not _weight_files(path):  # older repos ship only pytorch_model*.bin
             path = download(_HUB_PATTERNS + ["*.bin"])
         check_model_dir(path)
-        ref = _ref(spec, "hub", path, dtype, source=repo_id, commit=path.name)
-    return dataclasses.replace(ref, revision=revision)
+        ref = _ref(spec, "hub", path, dtype, source=repo_id, commit=path.name, requested_revision=revision)
+    # the store records the commit the snapshot is (huggingface_hub names snapshot folders by commit id),
+    # not the branch or tag typed, which may move
+    return dataclasses.replace(ref, revision=path.name if _COMMIT.match(path.name) else revision)
 
 
 def _resolve_fake(spec: str) -> ModelRef:

@@ -63,14 +63,17 @@ def role_in_pair(spec: TaskSpec, target: str | None) -> str:
 
 
 def resolved_dtype(settings: EvalSettings) -> EvalSettings:
-    """`settings` with dtype "auto" replaced by what the hardware computes fast (printed once)."""
+    """`settings` with device "auto" (a CUDA GPU if any, else cpu), dtype "auto" (what the hardware computes
+    fast) and vLLM's memory share decided for this machine (printed once)."""
     if settings.backend == "fake":  # scripted outputs: no arithmetic, nothing to choose
         return settings
-    from .hardware import resolve_dtype
+    from .backends import resolved
+    from .hardware import resolve_device, resolve_dtype
 
-    choice = resolve_dtype(settings.dtype, settings.device)
-    _say(f"[eval] {choice.describe()}")
-    return replace(settings, dtype=choice.dtype)
+    device = resolve_device(settings.device)
+    choice = resolve_dtype(settings.dtype, device)
+    _say(f"[eval] device {device}; {choice.describe()}")
+    return resolved(replace(settings, device=device, dtype=choice.dtype))
 
 
 def _say(msg: str) -> None:
@@ -89,7 +92,7 @@ def check_unsafe(specs, confirmed: bool) -> None:
 def ensure_runs(store: Store, model: ModelRef, label: str, specs, docs: dict[str, Docs],
                 settings: EvalSettings, confirm_unsafe_code: bool = False) -> dict[str, str]:
     """Run id per task for `model`, scoring (and committing) only the tasks the store lacks."""
-    from .backends import build_lm, chat_template_enabled
+    from .backends import build_lm, chat_template_enabled, release
 
     chat = chat_template_enabled(model, settings)
     ids, todo = {}, []
@@ -113,6 +116,7 @@ def ensure_runs(store: Store, model: ModelRef, label: str, specs, docs: dict[str
             store.put_run(run)
             _say(f"[{label}] {spec.name}: done in {time.time() - started:.0f} s")
     finally:
+        release(lm)  # a vLLM engine stops now: the next model (or the KL sampler) gets its memory
         del lm
         gc.collect()
     return ids
@@ -179,7 +183,7 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
                 spec, _, base_run, _ = runs[req.target]
             kls = kl_settings_from(settings, req.kl_prompts, req.kl_samples, req.kl_max_tokens, None)
             report = replace(report, kl=pair_kl(store, base, tuned, spec, base_run, kls, settings.device,
-                                                settings.backend))
+                                                settings.backend, vllm_sampler_args(settings)))
         from .report import to_json
         from .store import pair_id
 
@@ -188,6 +192,17 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
         if report.kl:
             store.put_pair_kl(pid, report.kl)
     return report
+
+
+def vllm_sampler_args(settings: EvalSettings) -> dict:
+    """What the KL sampler's vLLM engine(s) get: the scoring engines' settings (dtype and seed come from
+    the KL settings, which copy them)."""
+    if settings.backend != "vllm":
+        return {}
+    from .backends import vllm_engine_args
+
+    args = {k: v for k, v in vllm_engine_args(settings).items() if k not in ("dtype", "seed")}
+    return {**args, "data_parallel_size": settings.data_parallel_size}
 
 
 def _kl_skipped(req: EvalRequest, settings: EvalSettings) -> str | None:

@@ -98,14 +98,15 @@ class EvalSettings:
 
     backend: str = "hf"  # hf | vllm | fake (key)
     dtype: str = "auto"  # (key) resolved before any run (forgetbench.hardware); "auto" is never stored
-    device: str = "cpu"
+    device: str = "auto"  # resolved before any run: the first CUDA GPU if any, else cpu (forgetbench.hardware)
     batch_size: int = 8
     chat_template: bool = True  # use the tokenizer's chat template when it has one (key)
     seed: int = 1234  # (key) sampling seed, --limit subsample seed
     max_gen_toks: int | None = None  # (key) overrides the task's generation length
-    tensor_parallel_size: int = 1  # vllm
-    data_parallel_size: int = 1  # vllm
-    gpu_memory_utilization: float = 0.9  # vllm
+    tensor_parallel_size: int = 1  # vllm: GPUs per engine
+    data_parallel_size: int = 1  # vllm: engine replicas (lm-eval runs them as Ray actors)
+    gpu_memory_utilization: float | None = None  # vllm: None = 0.9 on a GPU, 0.3 on CPU (a share of RAM there)
+    max_model_len: int | None = None  # vllm: context length of every engine (None: the model's own)
 
     def key_fields(self) -> dict:
         return {
@@ -145,11 +146,13 @@ class TaskRun:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with its bootstrap 95% CI."""
+    """A point estimate with its 95% confidence interval and the name of the interval's method
+    (forgetbench.stats; "" when read from a record written before methods were stored)."""
 
     value: float
     lo: float
     hi: float
+    method: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,9 @@ class TaskDelta:
     forgotten: int  # base right, tuned wrong
     learned: int  # base wrong, tuned right
     sub: dict[str, TaskDelta] = field(default_factory=dict)  # extra metrics / strata
+    p_mcnemar: float | None = None  # exact McNemar p-value of forgotten vs learned
+    p_holm: float | None = None  # probes: p_mcnemar Holm-adjusted over the pair's probes
+    verdict: str | None = None  # probes: dropped | improved | n.s. (Holm); target: gained | lost | n.s.
 
 
 @dataclass(frozen=True)

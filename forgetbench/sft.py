@@ -71,32 +71,35 @@ def jsonl_logger(log_path, extra: dict | None = None, step_offset: int = 0):
     return JsonlLog()
 
 
-def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, lr=1e-4, batch_size=8,
-                  max_length=256, max_steps=None, seed=0, dtype="bfloat16", log_path=None, grad_accum=1,
-                  scheduler="linear", warmup_ratio=0.0, max_grad_norm=1.0, model=None, tokenizer=None,
-                  optimizers=(None, None), logger=None, desc="sft"):
-    """SFTTrainer with the model loaded from base_dir and the examples already tokenized and labelled.
+# Config fields a supported transformers/TRL may lack, each with the value it would have been set to: newer
+# versions made them explicit. Every other field is required: a missing one is an error, never dropped.
+OPTIONAL_FIELDS = {"activation_checkpointing": False}  # newer than transformers 5.19, whose default is no recomputation too
 
-    `model`/`tokenizer` (already loaded, fp32) and `optimizers` let a caller keep training the same
-    in-memory model and optimizer across several trainers (forgetbench.train's on-policy rounds);
-    `logger` replaces the default per-step JSONL callback."""
+
+def make_config(cls, fields: dict):
+    """cls(**fields) with only the fields the installed class has: an OPTIONAL_FIELDS entry it lacks is
+    left out (it only restates that version's behaviour); any other unknown field is a UserError naming
+    the class and the installed versions (the config would otherwise mean something else)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in fields if k not in names and k not in OPTIONAL_FIELDS)
+    if unknown:
+        from importlib.metadata import version
+
+        raise UserError(f"{cls.__name__} of the installed trl {version('trl')} / transformers "
+                        f"{version('transformers')} has no field(s) {', '.join(unknown)}: upgrade them "
+                        "(pyproject.toml has the versions forgetbench runs with)")
+    return cls(**{k: v for k, v in fields.items() if k in names})
+
+
+def sft_config(work_dir, *, epochs=2, lr=1e-4, batch_size=8, max_length=256, max_steps=None, seed=0,
+               dtype="bfloat16", grad_accum=1, scheduler="linear", warmup_ratio=0.0, max_grad_norm=1.0):
+    """TRL's SFTConfig for build_trainer (no model needed: benchmarks/oldest_deps.py builds it alone)."""
     import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
-    if not examples:
-        raise UserError("SFT needs at least one example")
-    if dtype not in ("bfloat16", "float16", "float32"):
-        raise UserError(f"dtype must be bfloat16, float16 or float32 (resolve 'auto' first), got {dtype!r}")
-    dataset = Dataset.from_list([to_conversational(e) for e in examples])  # validate before the slow load
-    set_seed(seed)
-    tokenizer = tokenizer or AutoTokenizer.from_pretrained(base_dir)
-    if tokenizer.chat_template is None:
-        raise UserError(f"{base_dir}: tokenizer has no chat template; SFT trains in chat format")
-    # fp32 master weights: bf16 autocast still gives the bf16 matmul speed (see module docstring).
-    model = model if model is not None else AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    args = SFTConfig(
+    return make_config(SFTConfig, dict(
         output_dir=str(work_dir),
         num_train_epochs=epochs,
         max_steps=max_steps or -1,  # a cap wins over epochs: bounds the demo's CPU time whatever the data size
@@ -121,7 +124,37 @@ def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, l
         dataloader_num_workers=0,
         disable_tqdm=True,
         dataset_num_proc=None,
-    )
+    ))
+
+
+def build_trainer(base_dir, examples: list[dict], work_dir: Path, *, epochs=2, lr=1e-4, batch_size=8,
+                  max_length=256, max_steps=None, seed=0, dtype="bfloat16", log_path=None, grad_accum=1,
+                  scheduler="linear", warmup_ratio=0.0, max_grad_norm=1.0, model=None, tokenizer=None,
+                  optimizers=(None, None), logger=None, desc="sft"):
+    """SFTTrainer with the model loaded from base_dir and the examples already tokenized and labelled.
+
+    `model`/`tokenizer` (already loaded, fp32) and `optimizers` let a caller keep training the same
+    in-memory model and optimizer across several trainers (forgetbench.train's on-policy rounds);
+    `logger` replaces the default per-step JSONL callback."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import SFTTrainer
+
+    if not examples:
+        raise UserError("SFT needs at least one example")
+    if dtype not in ("bfloat16", "float16", "float32"):
+        raise UserError(f"dtype must be bfloat16, float16 or float32 (resolve 'auto' first), got {dtype!r}")
+    dataset = Dataset.from_list([to_conversational(e) for e in examples])  # validate before the slow load
+    set_seed(seed)
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer.chat_template is None:
+        raise UserError(f"{base_dir}: tokenizer has no chat template; SFT trains in chat format")
+    # fp32 master weights: bf16 autocast still gives the bf16 matmul speed (see module docstring).
+    model = model if model is not None else AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    args = sft_config(work_dir, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
+                      max_steps=max_steps, seed=seed, dtype=dtype, grad_accum=grad_accum, scheduler=scheduler,
+                      warmup_ratio=warmup_ratio, max_grad_norm=max_grad_norm)
 
     from .progress import quiet_trainer
 

@@ -23,7 +23,9 @@ def grpo_config(r: dict, work_dir: Path, max_completion_length: int):
     import torch
     from trl import GRPOConfig
 
-    return GRPOConfig(
+    from .sft import make_config
+
+    return make_config(GRPOConfig, dict(
         output_dir=str(work_dir),
         learning_rate=r["lr"],
         num_train_epochs=r["epochs"],
@@ -57,7 +59,7 @@ def grpo_config(r: dict, work_dir: Path, max_completion_length: int):
         disable_tqdm=True,
         dataloader_num_workers=0,
         log_completions=False,
-    )
+    ))
 
 
 def train_grpo(base_dir: Path, r: dict, scorer, work_dir: Path, log: Path) -> tuple:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from forgetbench import backends
 from forgetbench.errors import UserError
 from forgetbench.kl import BaseSamples, KLItems, KLSettings, check_compatible, kl_along, summarize, verify_head
 from forgetbench.kl_sample import prompt_seed, sample_base, sample_base_vllm
@@ -344,6 +345,8 @@ def _fake_vllm(record):
     class LLM:
         def __init__(self, **kw):
             record["llm"] = kw
+            self.llm_engine = types.SimpleNamespace(engine_core=types.SimpleNamespace(
+                shutdown=lambda: record.update(stopped=True)))
 
         def generate(self, prompts, params, use_tqdm=True):
             record["prompts"], record["params"] = prompts, params
@@ -363,10 +366,11 @@ def test_vllm_sampling_params_mapping(tmp_path, tok, monkeypatch):
     tok.save_pretrained(tmp_path)
     (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [EOS, 4], "top_k": 20}))
     record: dict = {}
-    monkeypatch.setitem(sys.modules, "vllm", _fake_vllm(record))
+    monkeypatch.setattr(backends, "vllm_module", lambda: _fake_vllm(record))
     st = KLSettings(m_prompts=2, k_samples=2, max_new_tokens=3, seed=11, dtype="float16")
     s = sample_base_vllm(str(tmp_path), PROMPTS, st, "h", tensor_parallel_size=2)
     assert record["llm"] == {"model": str(tmp_path), "dtype": "float16", "seed": 11, "tensor_parallel_size": 2}
+    assert record["stopped"]  # the engine is stopped before sample_base_vllm returns
     assert record["prompts"] == [{"prompt_token_ids": [2, 3]}, {"prompt_token_ids": [4, 2, 3, 3, 4]}]
     kws = [p.kw for p in record["params"]]
     for m, kw in enumerate(kws):
@@ -382,5 +386,5 @@ def test_vllm_sampling_params_mapping(tmp_path, tok, monkeypatch):
 
 def test_vllm_missing_is_a_user_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "vllm", None)
-    with pytest.raises(UserError, match="vLLM"):
+    with pytest.raises(UserError, match="needs vLLM"):
         sample_base_vllm(str(tmp_path), ["a"], KLSettings(), "h")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import bundled, models
+from forgetbench import backends, bundled, models
 from forgetbench.backends import build_lm
 from forgetbench.errors import UserError
 from forgetbench.models import content_hash, resolve
@@ -162,8 +162,8 @@ def test_hub_cached_snapshot(monkeypatch, tiny_model_dir, tmp_path, fb_home):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", cached)
     ref = resolve("org/tiny@v1")
-    assert (ref.kind, ref.revision, ref.path) == ("hub", "v1", str(snap))
-    assert ref.meta["commit"] == "a" * 40 and ref.meta["source"] == "org/tiny"
+    assert (ref.kind, ref.revision, ref.path) == ("hub", "a" * 40, str(snap))  # the commit, not the tag typed
+    assert ref.meta["commit"] == "a" * 40 and ref.meta["source"] == "org/tiny" and ref.meta["requested_revision"] == "v1"
     assert ref.content_hash == content_hash(tiny_model_dir)  # same bytes, same model
 
 
@@ -367,9 +367,11 @@ def test_vllm_argument_mapping(monkeypatch, tiny_model_dir, fb_home):
     fake_mod = types.ModuleType("lm_eval.models.vllm_causallms")
     fake_mod.VLLM = FakeVLLM
     monkeypatch.setitem(sys.modules, "lm_eval.models.vllm_causallms", fake_mod)
+    monkeypatch.setattr(backends, "vllm_module", lambda: None)  # vllm itself is not installed here
     ref = resolve(str(tiny_model_dir))
     settings = EvalSettings(
-        backend="vllm", dtype="float16", seed=7, tensor_parallel_size=2, data_parallel_size=3, gpu_memory_utilization=0.5
+        backend="vllm", dtype="float16", seed=7, tensor_parallel_size=2, data_parallel_size=3, gpu_memory_utilization=0.5,
+        max_model_len=2048,
     )
     lm = build_lm(ref, settings)
     assert isinstance(lm, FakeVLLM)
@@ -379,12 +381,13 @@ def test_vllm_argument_mapping(monkeypatch, tiny_model_dir, fb_home):
         "tensor_parallel_size": 2,
         "data_parallel_size": 3,
         "gpu_memory_utilization": 0.5,
+        "max_model_len": 2048,
         "seed": 7,
         "batch_size": "auto",
         "trust_remote_code": False,
     }
     monkeypatch.setitem(sys.modules, "lm_eval.models.vllm_causallms", None)  # import now fails
-    with pytest.raises(UserError, match=r"needs `pip install forgetbench\[vllm\]` on a machine with a GPU"):
+    with pytest.raises(UserError, match=r"cannot import lm-eval's vLLM model"):
         build_lm(ref, settings)
     with pytest.raises(UserError, match="unknown backend 'tgi'"):
         build_lm(ref, EvalSettings(backend="tgi"))

@@ -20,7 +20,9 @@ def test_labels_masked_on_prompt_tokens(tiny_model_dir, tmp_path):
     trainer = build_trainer(tiny_model_dir, EXAMPLES[:1], tmp_path / "w")
     tok = trainer.processing_class
     row = trainer.train_dataset[0]
-    ids, labels = row["input_ids"], row["labels"]
+    ids = row["input_ids"]
+    # TRL >= 1.x stores labels; older TRL a completion mask its collator turns into the same labels
+    labels = row["labels"] if "labels" in row else [t if m else -100 for t, m in zip(ids, row["completion_mask"])]
     # Exactly what evaluation feeds the model: the tokenizer's chat template with generation prompt.
     prompt_ids = tok.apply_chat_template([{"role": "user", "content": EXAMPLES[0]["prompt"]}],
                                          add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
@@ -82,3 +84,24 @@ def test_bad_examples_and_base_are_user_errors(tiny_model_dir, tmp_path):
     with pytest.raises(UserError, match="config.json"):
         sft(tmp_path / "nowhere", EXAMPLES, tmp_path / "y")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no half-made output left behind
+
+
+def test_configs_are_built_only_from_fields_the_installed_classes_have(tmp_path):
+    import dataclasses
+
+    from forgetbench import sft, train, train_rl
+
+    @dataclasses.dataclass
+    class OldConfig:  # an older TrainingArguments: no activation_checkpointing yet
+        output_dir: str = ""
+        seed: int = 0
+
+    made = sft.make_config(OldConfig, {"output_dir": "x", "seed": 3, "activation_checkpointing": False})
+    assert made == OldConfig("x", 3)  # the optional field is left out: it restates that version's default
+    with pytest.raises(UserError, match=r"OldConfig of the installed trl .* has no field\(s\) completion_only_loss"):
+        sft.make_config(OldConfig, {"output_dir": "x", "completion_only_loss": True})  # a real one: refused
+    # the installed versions: both builders run, and a fractional warmup is a ratio of the steps
+    a = sft.sft_config(tmp_path, dtype="float32", warmup_ratio=0.1)
+    g = train_rl.grpo_config({**train.DEFAULTS["rl"], "dtype": "float32", "warmup_ratio": 0.1}, tmp_path, 16)
+    assert a.get_warmup_steps(100) == g.get_warmup_steps(100) == 10
+    assert not getattr(a, "activation_checkpointing", False) and not getattr(g, "activation_checkpointing", False)

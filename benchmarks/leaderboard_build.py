@@ -67,13 +67,11 @@ def results_for(entry_id: str, target: str, probes, p_base, p_tuned, *, n_items=
     p_tuned[task] (or given as lists of n_items scores); `response(task, i, side)` / `prompt(task, i)` override the generated texts."""
     from forgetbench import registry
     from forgetbench.kl import KLItems, summarize
-    from forgetbench import stats
-    from forgetbench.metrics import mean_drop, task_delta, with_tests
-    from forgetbench.recompute import aggregate_json, est_json
+    from forgetbench.metrics import mean_drop, task_delta_with_reps
 
     rng = rng if rng is not None else np.random.default_rng(0)
     bh, th = _h(entry_id, "base"), _h(entry_id, "tuned")
-    tasks, deltas = [], []
+    tasks, deltas, reps = [], [], []
     for name in (target, *probes):
         spec = registry.get(name)
         role = "target" if name == target else "probe"
@@ -84,19 +82,21 @@ def results_for(entry_id: str, target: str, probes, p_base, p_tuned, *, n_items=
         resp = {side: [response(name, i, side) if response else f"[{side}] The answer is {i * 4}. " * 6
                        for i in range(n_items)] for side in ("base", "tuned")}
         rb, rt = _run(spec, bh, sb, resp["base"], prompts, key), _run(spec, th, st, resp["tuned"], prompts, key)
-        deltas.append(task_delta(spec, role, rb, rt))
+        d, r = task_delta_with_reps(spec, role, rb, rt, n_boot=n_boot, seed=seed)
+        deltas.append(d)
+        reps.append(r)
+        est = lambda e: {"value": e.value, "lo": e.lo, "hi": e.hi}  # noqa: E731
         tasks.append({
             "task": name, "version": spec.version, "role": role, "primary_metric": key, "data_hash": rb.data_hash,
             "gen_key": rb.gen_key, "gen_settings": rb.gen_settings,
-            "aggregate": None,  # below, with the pair's tests
+            "aggregate": {"n": d.n, "base": est(d.base), "tuned": est(d.tuned), "delta": est(d.delta),
+                          "forgotten": d.forgotten, "learned": d.learned, "sub": {}},
             "items": [{"doc_id": b.doc_id, "doc_hash": b.doc_hash, "cluster": None, "stratum": None,
                        "base": {"score": b.score, "metrics": b.metrics, "response": b.response},
                        "tuned": {"score": t.score, "metrics": t.metrics, "response": t.response},
                        "prompt": b.prompt} for b, t in zip(rb.items, rt.items)],
         })
-    deltas = with_tests(deltas)
-    for t, d in zip(tasks, deltas):
-        t["aggregate"] = aggregate_json(d)
+    md = mean_drop(deltas, reps)
     kl = None
     if with_kl:
         m, k = 8, 4
@@ -114,15 +114,15 @@ def results_for(entry_id: str, target: str, probes, p_base, p_tuned, *, n_items=
               "items": [{"seq": i, "prompt_index": kli.prompt_index[i], "n_tokens": kli.n_tokens[i], "fwd": kli.fwd[i],
                          "rev": kli.rev[i], "tv": kli.tv[i]} for i in range(m * k)]}
     return {
-        "format": "forgetbench-results", "format_version": 2, "exported_at": "2025-01-01T00:00:00Z",
+        "format": "forgetbench-results", "format_version": 1, "exported_at": "2025-01-01T00:00:00Z",
         "versions": {"forgetbench": "0.1.0", "lm_eval": "0.4.13", "transformers": "5.23", "torch": "2.13.0",
                      "python": "3.11"},
         "seed": seed,
         "pair": {"base_hash": bh, "tuned_hash": th, "base_spec": "base", "tuned_spec": "tuned", "target": target,
                  "settings": {"backend": "hf", "dtype": "bfloat16", "chat_template": True, "limit": n_items}},
-        "intervals": stats.settings(),
+        "bootstrap": {"n_boot": n_boot, "seed": seed, "ci": 0.95},
         "tasks": tasks,
-        "mean_drop": est_json(mean_drop(deltas)),
+        "mean_drop": None if md is None else {"value": md.value, "lo": md.lo, "hi": md.hi},
         "kl": kl,
     }
 

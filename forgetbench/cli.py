@@ -1,4 +1,4 @@
-"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build | toy mog | compare`.
+"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build | toy mog`.
 
 Each subcommand imports what it needs only when it runs, so `forgetbench tasks` and `--help` start
 instantly. A UserError becomes one line on stderr and exit code 2; nothing is half-written.
@@ -187,19 +187,6 @@ def cmd_law(args) -> int:
     return law_main(args.db, args.out, args.json, args.x)
 
 
-def _add_compare(sub) -> None:
-    c = sub.add_parser("compare", help="paired comparison of two lm-eval --log_samples outputs (files or folders)")
-    c.add_argument("a", type=Path, metavar="A", help="samples_<task>_<date>.jsonl, or an lm-eval output folder")
-    c.add_argument("b", type=Path, metavar="B", help="the same for the other model; delta = B - A")
-    c.add_argument("--json", action="store_true")
-
-
-def cmd_compare(args) -> int:
-    from .compare import main as compare_main
-
-    return compare_main(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forgetbench", description="Measure catastrophic forgetting: score (base, tuned) pairs, store, compare.")
@@ -234,7 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
     law.add_argument("--out", type=Path, help="plot file, .png or .svg (default <db stem>_law.png)")
     law.add_argument("--x", choices=["fwd_seq", "fwd_tok", "rev_tok", "tv_tok"], default="fwd_seq")
     law.add_argument("--json", action="store_true")
-    _add_compare(sub)
     # every command that reads the registry also reads the user's task folders
     readers = [sub.choices[c] for c in ("eval", "train", "export", "validate", "law")]
     for p in [*readers, *tasks_parsers, lbs.choices["build"]]:
@@ -246,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "info": cmd_info, "law": cmd_law, "export": cmd_export, "leaderboard": cmd_leaderboard, "toy": cmd_toy, "train": cmd_train,
-            "validate": cmd_validate, "compare": cmd_compare}
+            "validate": cmd_validate}
 
 
 def main(argv: list[str] | None = None) -> int:

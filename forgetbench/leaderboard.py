@@ -85,15 +85,6 @@ def _est(d: Any, what: str) -> tuple[float, float, float] | None:
     return _num(d.get("value")), _num(d.get("lo")), _num(d.get("hi"))
 
 
-def _method(d: Any) -> str:
-    """An estimate's interval method (forgetbench.stats); "" for a record without one."""
-    return _text(d.get("method"), 100) if isinstance(d, dict) else ""
-
-
-def _opt_num(x: Any) -> float | None:
-    return None if x is None else _num(x)
-
-
 def _text(x: Any, limit: int = 4000) -> str:
     return "" if x is None else str(x)[:limit]
 
@@ -200,7 +191,7 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
         raise ValueError("metadata hyperparameters must be a mapping")
     target = _text(m.get("target"), 200)
     tasks, forgotten = [], []
-    gain, gain_method = None, ""
+    gain = None
     for t in r["tasks"]:
         name, agg = _text(t.get("task"), 200), t.get("aggregate") or {}
         role = "target" if t.get("role") == "target" else "probe"
@@ -218,12 +209,9 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
                 "base": b[0], "base_lo": b[1], "base_hi": b[2], "tuned": tu[0], "tuned_lo": tu[1], "tuned_hi": tu[2],
                 "delta": d[0], "delta_lo": d[1], "delta_hi": d[2],
                 "forgotten": int(_num(a.get("forgotten", 0))), "learned": int(_num(a.get("learned", 0))),
-                **{f"{k}_method": _method(a.get(k)) for k in ("base", "tuned", "delta")},
-                "p_mcnemar": _opt_num(a.get("p_mcnemar")), "p_holm": _opt_num(a.get("p_holm")),
-                "verdict": _text(a.get("verdict"), 20) or None,
             })
             if not sub and role == "target" and name == target:
-                gain, gain_method = d, _method(a.get("delta"))
+                gain = d
         right = (lambda s: s >= 0.5) if hib.get(name, True) else (lambda s: s < 0.5)
         kept = 0
         for it in t.get("items") or ():
@@ -248,7 +236,7 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
             v = _est(kl.get(k), f"kl {k}") or (None, None, None)
             row.update({k: v[0], f"{k}_lo": v[1], f"{k}_hi": v[2]})
         kl_rows.append(row)
-    intervals = r.get("intervals") or {}
+    boot = r.get("bootstrap") or {}
     entry = {
         "entry_id": e.entry_id, "title": _text(m.get("title"), 300), "method": _text(m.get("method"), 50),
         "target": target, "status": e.status, "badges": json.dumps(list(e.badges)),
@@ -263,8 +251,7 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
         "licence": _text(m.get("licence"), 100), "notes": _text(m.get("notes")), "reference": m.get("reference") is True,
         "exported_at": _text(r.get("exported_at"), 60), "versions": json.dumps(r.get("versions") or {}),
         "settings": json.dumps((r.get("pair") or {}).get("settings") or {}), "seed": _text(r.get("seed"), 40),
-        "intervals": _text(intervals.get("scheme"), 100) if isinstance(intervals, dict) else "",
-        "results_sha256": e.sha256, "gain_method": gain_method, "mean_drop_method": _method(r.get("mean_drop")),
+        "n_boot": _text(boot.get("n_boot"), 40), "results_sha256": e.sha256,
         "gain": gain[0] if gain else None, "gain_lo": gain[1] if gain else None, "gain_hi": gain[2] if gain else None,
         "mean_drop": md[0] if md else None, "mean_drop_lo": md[1] if md else None, "mean_drop_hi": md[2] if md else None,
         # any task (or a --target-prompts target) outside the built-in registry: ranked only among custom entries
@@ -278,15 +265,13 @@ _COLUMNS = {
                "badges JSON, warnings JSON, base_hub_id VARCHAR, base_revision VARCHAR, base_hash VARCHAR, base_spec VARCHAR, tuned_hub_id VARCHAR, "
                "tuned_revision VARCHAR, tuned_hash VARCHAR, training_data VARCHAR, hyperparameters JSON, "
                "compute VARCHAR, contact VARCHAR, licence VARCHAR, notes VARCHAR, reference BOOLEAN, "
-               "exported_at VARCHAR, versions JSON, settings JSON, seed VARCHAR, intervals VARCHAR, "
+               "exported_at VARCHAR, versions JSON, settings JSON, seed VARCHAR, n_boot VARCHAR, "
                "results_sha256 VARCHAR, gain DOUBLE, gain_lo DOUBLE, gain_hi DOUBLE, mean_drop DOUBLE, "
-               "mean_drop_lo DOUBLE, mean_drop_hi DOUBLE, custom BOOLEAN, gain_method VARCHAR, "
-               "mean_drop_method VARCHAR",
+               "mean_drop_lo DOUBLE, mean_drop_hi DOUBLE, custom BOOLEAN",
     "entry_tasks": "entry_id VARCHAR, task VARCHAR, sub VARCHAR, role VARCHAR, version VARCHAR, data_hash VARCHAR, "
                    "metric VARCHAR, n INTEGER, base DOUBLE, base_lo DOUBLE, base_hi DOUBLE, tuned DOUBLE, "
                    "tuned_lo DOUBLE, tuned_hi DOUBLE, delta DOUBLE, delta_lo DOUBLE, delta_hi DOUBLE, "
-                   "forgotten INTEGER, learned INTEGER, base_method VARCHAR, tuned_method VARCHAR, "
-                   "delta_method VARCHAR, p_mcnemar DOUBLE, p_holm DOUBLE, verdict VARCHAR",
+                   "forgotten INTEGER, learned INTEGER",
     "entry_kl": "entry_id VARCHAR PRIMARY KEY, task VARCHAR, n_seq INTEGER, n_tokens BIGINT, settings JSON, "
                 "fwd_seq DOUBLE, fwd_seq_lo DOUBLE, fwd_seq_hi DOUBLE, fwd_tok DOUBLE, fwd_tok_lo DOUBLE, "
                 "fwd_tok_hi DOUBLE, rev_tok DOUBLE, rev_tok_lo DOUBLE, rev_tok_hi DOUBLE, tv_tok DOUBLE, "

@@ -146,13 +146,11 @@ class TaskRun:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with its 95% confidence interval and the name of the interval's method
-    (forgetbench.stats; "" when read from a record written before methods were stored)."""
+    """A point estimate with its bootstrap 95% CI."""
 
     value: float
     lo: float
     hi: float
-    method: str = ""
 
 
 @dataclass(frozen=True)
@@ -173,9 +171,6 @@ class TaskDelta:
     forgotten: int  # base right, tuned wrong
     learned: int  # base wrong, tuned right
     sub: dict[str, TaskDelta] = field(default_factory=dict)  # extra metrics / strata
-    p_mcnemar: float | None = None  # exact McNemar p-value of forgotten vs learned
-    p_holm: float | None = None  # probes: p_mcnemar Holm-adjusted over the pair's probes
-    verdict: str | None = None  # probes: dropped | improved | n.s. (Holm); target: gained | lost | n.s.
 
 
 @dataclass(frozen=True)

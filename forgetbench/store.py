@@ -17,7 +17,7 @@ import duckdb
 from .errors import UserError
 from .records import ItemResult, ModelRef, PairReport, TaskRun
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "1"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -34,12 +34,11 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS pairs (
   pair_id VARCHAR PRIMARY KEY, base_hash VARCHAR, tuned_hash VARCHAR, target VARCHAR,
   mean_drop DOUBLE, mean_drop_lo DOUBLE, mean_drop_hi DOUBLE, settings JSON, report JSON,
-  created_at TIMESTAMP, mean_drop_method VARCHAR);
+  created_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS pair_tasks (
   pair_id VARCHAR, task VARCHAR, metric VARCHAR, role VARCHAR, n INTEGER,
   base DOUBLE, base_lo DOUBLE, base_hi DOUBLE, tuned DOUBLE, tuned_lo DOUBLE, tuned_hi DOUBLE,
   delta DOUBLE, delta_lo DOUBLE, delta_hi DOUBLE, forgotten INTEGER, learned INTEGER,
-  base_method VARCHAR, tuned_method VARCHAR, delta_method VARCHAR, p_mcnemar DOUBLE, p_holm DOUBLE, verdict VARCHAR,
   PRIMARY KEY (pair_id, task, metric));
 CREATE TABLE IF NOT EXISTS kl_samples (
   sample_set VARCHAR, base_hash VARCHAR, task VARCHAR, data_hash VARCHAR, settings JSON,
@@ -55,23 +54,6 @@ CREATE TABLE IF NOT EXISTS pair_kl (
   rev_tok DOUBLE, rev_tok_lo DOUBLE, rev_tok_hi DOUBLE, tv_tok DOUBLE, tv_tok_lo DOUBLE, tv_tok_hi DOUBLE,
   settings JSON, created_at TIMESTAMP);
 """
-
-# Additive upgrades of older stores, run in one transaction when a store is opened for writing: rows
-# are never rewritten or dropped. Version 1 -> 2: interval methods and paired tests (issue 10); the
-# intervals already stored were percentile-bootstrap CIs, which their new method columns say.
-_OLD_METHOD = "percentile-bootstrap"
-MIGRATIONS = {
-    "1": [
-        "ALTER TABLE pairs ADD COLUMN mean_drop_method VARCHAR",
-        f"UPDATE pairs SET mean_drop_method = '{_OLD_METHOD}' WHERE mean_drop IS NOT NULL",
-        *(f"ALTER TABLE pair_tasks ADD COLUMN {c}" for c in (
-            "base_method VARCHAR", "tuned_method VARCHAR", "delta_method VARCHAR", "p_mcnemar DOUBLE",
-            "p_holm DOUBLE", "verdict VARCHAR")),
-        f"UPDATE pair_tasks SET base_method = '{_OLD_METHOD}', tuned_method = '{_OLD_METHOD}',"
-        f" delta_method = '{_OLD_METHOD}'",
-        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
-    ],
-}
 
 _RESULT_TABLES = ("models", "runs", "items", "pairs", "pair_tasks", "kl_samples", "kl_items", "pair_kl")
 
@@ -115,31 +97,15 @@ class Store:
         tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if tables and "meta" not in tables:
             raise UserError(f"{self.path} is a DuckDB file but not a forgetbench store (tables: {sorted(tables)})")
-        old = None  # an older schema version: readable as it is, migrated when opened for writing
         if "meta" in tables:
             row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            found = row[0] if row else "none"
-            if found in MIGRATIONS:
-                old = found
-            elif found != SCHEMA_VERSION:
+            if row is None or row[0] != SCHEMA_VERSION:
+                found = row[0] if row else "none"
                 raise UserError(f"{self.path}: store schema version {found}, this forgetbench needs {SCHEMA_VERSION}")
         if read_only:
             return
         self.con.execute(SCHEMA)
         self.con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
-        if old is not None:
-            self._migrate(old)
-
-    def _migrate(self, found: str) -> None:
-        """Upgrade a store of schema `found` to SCHEMA_VERSION in one transaction (nothing is lost)."""
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            for sql in MIGRATIONS[found]:
-                self.con.execute(sql)
-            self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         self.con.close()
@@ -237,20 +203,18 @@ class Store:
             self.con.execute("DELETE FROM pair_tasks WHERE pair_id = ?", [pid])
             self.con.execute("DELETE FROM pairs WHERE pair_id = ?", [pid])
             self.con.execute(
-                "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [pid, report.base.content_hash, report.tuned.content_hash, report.target,
                  md.value if md else None, md.lo if md else None, md.hi if md else None,
-                 json.dumps(report.settings, default=str), json.dumps(report_json, default=str), _now(),
-                 md.method if md else None],
+                 json.dumps(report.settings, default=str), json.dumps(report_json, default=str), _now()],
             )
             for d in report.deltas:
                 for metric, sub in [(d.metric, d), *sorted(d.sub.items())]:
                     self.con.execute(
-                        "INSERT INTO pair_tasks VALUES (" + ", ".join("?" * 22) + ")",
+                        "INSERT INTO pair_tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [pid, d.task, metric, d.role, sub.n, sub.base.value, sub.base.lo, sub.base.hi,
                          sub.tuned.value, sub.tuned.lo, sub.tuned.hi, sub.delta.value, sub.delta.lo,
-                         sub.delta.hi, sub.forgotten, sub.learned, sub.base.method, sub.tuned.method,
-                         sub.delta.method, sub.p_mcnemar, sub.p_holm, sub.verdict],
+                         sub.delta.hi, sub.forgotten, sub.learned],
                     )
             self.con.execute("COMMIT")
         except Exception:

@@ -206,12 +206,7 @@ def _check_consistency(e: _Entry, tasks: dict) -> None:
         if spec.data_hashes and t["data_hash"] not in spec.data_hashes:
             e.warnings.append(Problem(RESULTS_FILE, f"{p}.data_hash", f"stale: data hash {t['data_hash'][:12]}... is"
                                       f" not among the registry's accepted hashes for {name}"))
-    v1 = res["format_version"] == 1
-    e.errors.extend(check_numbers(res, tasks))  # a valid v1 entry comes back upgraded to the current format
-    if v1 and not e.errors:
-        e.warnings.append(Problem(RESULTS_FILE, "format_version", "format 1 (percentile-bootstrap CIs): its intervals"
-                                  " and tests were recomputed from the items with forgetbench.stats; re-export the pair"
-                                  " with `forgetbench export` to store them"))
+    e.errors.extend(check_numbers(res, tasks))
 
 
 # ------------------------------------------------------------------------------------ across entries

@@ -29,6 +29,7 @@ forgetbench.bootstrap on every simulated data set.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -75,9 +76,35 @@ def _boot_ci_counts(up: np.ndarray, down: np.ndarray, n: int, n_boot: int, rng) 
     return lo, hi
 
 
+def _binom_pmf(n: int, p: float, tol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
+    """(k, P(K = k)) of Binomial(n, p) where the probability is at least tol."""
+    if p <= 0 or p >= 1:
+        return np.array([0 if p <= 0 else n]), np.array([1.0])
+    mean, sd = n * p, math.sqrt(n * p * (1 - p))
+    k = np.arange(max(0, int(mean - 12 * sd - 5)), min(n, int(mean + 12 * sd + 5)) + 1)
+    logc = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
+    pmf = np.exp(logc + k * math.log(p) + (n - k) * math.log1p(-p))
+    keep = pmf >= tol
+    return k[keep], pmf[keep]
+
+
+def exact_tango_coverage(n: int, p_up: float, p_down: float, cache: dict) -> float:
+    """Coverage of the tango interval computed exactly: the sum over (up, down) counts of their
+    multinomial probability (ignoring terms below 1e-12) where the interval covers p_up - p_down."""
+    z, truth, cov = z_quantile(LEVEL), p_up - p_down, 0.0
+    for u, pu in zip(*_binom_pmf(n, p_up)):
+        for d, pd in zip(*_binom_pmf(int(n - u), p_down / (1 - p_up) if p_up < 1 else 0.0)):
+            key = (int(u), int(d), n)
+            if key not in cache:
+                cache[key] = tango(float(u), float(d), n, z)
+            lo, hi = cache[key]
+            cov += pu * pd * (lo - 1e-12 <= truth <= hi + 1e-12)
+    return cov
+
+
 def paired_cells(sims: int, n_boot: int, rng) -> list[dict]:
     z = z_quantile(LEVEL)
-    out = []
+    out, cache = [], {}
     for n in NS:
         for p in ACCS:
             for f in RATES:
@@ -92,6 +119,7 @@ def paired_cells(sims: int, n_boot: int, rng) -> list[dict]:
                     row = {"case": "paired", "n": n, "p": p, "f": f, "l": lr, "flips": n * (p_down + p_up)}
                     row.update(_score(truth, new[inv, 0], new[inv, 1], blo[inv], bhi[inv]))
                     row["new_method"] = "tango"
+                    row["exact"] = exact_tango_coverage(n, p_up, p_down, cache)
                     out.append(row)
     return out
 
@@ -215,33 +243,59 @@ def _pct(x) -> str:
 
 def render(rows: list[dict], sims: int) -> str:
     head = ("case", "n", "base acc", "forget", "learn", "E[flips]", "bootstrap cov", "bootstrap width",
-            "[0,0]", "new cov", "new width", "method")
+            "[0,0]", "new cov", "new cov (exact)", "new width", "method")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
             r["case"], str(r["n"]), str(r["p"]), _pct(r["f"]), _pct(r["l"]), f"{r['flips']:.1f}",
             f"{100 * r['boot_cov']:.1f}", f"{100 * r['boot_width']:.2f}", f"{100 * r['boot_zero']:.0f}%",
-            f"{100 * r['new_cov']:.1f}", f"{100 * r['new_width']:.2f}", r["new_method"]]) + " |")
+            f"{100 * r['new_cov']:.1f}", f"{100 * r['exact']:.1f}" if "exact" in r else "-",
+            f"{100 * r['new_width']:.2f}", r["new_method"]]) + " |")
+    return "\n".join(lines)
+
+
+def condensed(rows: list[dict]) -> str:
+    """One line per case and size: the spread of coverage over its cells (exact where known), for the
+    README."""
+    cov = lambda r: r.get("exact", r["new_cov"])  # noqa: E731
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["case"], r["n"]), []).append(r)
+    lines = ["| case | n | cells | bootstrap coverage min / median | cells with [0,0] CIs | new coverage min / median"
+             " | width new / bootstrap (median) |", "|---|---|---|---|---|---|---|"]
+    for (case, n), rs in groups.items():
+        ratio = [r["new_width"] / r["boot_width"] for r in rs if r["boot_width"] > 0]
+        lines.append(f"| {case} | {n} | {len(rs)} | {100 * min(r['boot_cov'] for r in rs):.1f} /"
+                     f" {100 * float(np.median([r['boot_cov'] for r in rs])):.1f} | {sum(r['boot_zero'] > 0 for r in rs)} |"
+                     f" {100 * min(map(cov, rs)):.1f} / {100 * float(np.median([cov(r) for r in rs])):.1f} |"
+                     f" {float(np.median(ratio)) if ratio else float('nan'):.2f} |")
     return "\n".join(lines)
 
 
 def summary(rows: list[dict], sims: int) -> str:
+    cov = lambda r: r.get("exact", r["new_cov"])  # noqa: E731 - exact where it is known
     live = [r for r in rows if r["flips"] >= 0.5]  # cells with no flips expected cannot be below 100%
-    inband = sum(0.93 <= r["new_cov"] <= 0.975 for r in live)
-    low = [r for r in rows if r["new_cov"] < 0.93]
+    inband = sum(0.93 <= cov(r) <= 0.975 for r in live)
+    low = [r for r in rows if cov(r) < 0.93]
+    high = [r for r in live if cov(r) > 0.975]
     boot_ok = [r for r in live if r["boot_cov"] >= 0.93 and r["boot_width"] > 0]
     ratio = [r["new_width"] / r["boot_width"] for r in boot_ok]
     se = 100 * np.sqrt(0.95 * 0.05 / sims)
     out = [f"{len(rows)} cells, {sims} simulations each (Monte Carlo SE of a 95% coverage: {se:.1f} points).",
-           f"new methods: min coverage {100 * min(r['new_cov'] for r in rows):.1f}%; {inband} of {len(live)} cells"
-           f" with >= 0.5 expected flips within 93-97.5%; {len(low)} cell(s) below 93%;"
+           f"new methods (exact coverage where known, paired cells): min coverage {100 * min(map(cov, rows)):.1f}%;"
+           f" {inband} of {len(live)} cells with >= 0.5 expected flips within 93-97.5%; {len(low)} cell(s) below 93%"
+           + "".join(f" [{r['case']} n={r['n']} f={r['f']} l={r['l']}: {100 * cov(r):.1f}%]" for r in low)
+           + f"; {len(high)} above 97.5%, all with <= {max((r['flips'] for r in high), default=0):.1f} expected flips;"
            f" zero-width intervals: {sum(r['new_zero'] > 0 for r in rows)} cells.",
            f"old bootstrap: min coverage {100 * min(r['boot_cov'] for r in rows):.1f}%;"
            f" {sum(r['boot_cov'] < 0.93 for r in rows)} cells below 93%;"
            f" cells with [0, 0] intervals: {sum(r['boot_zero'] > 0 for r in rows)}."]
     if ratio:
+        wide = [r for r, x in zip(boot_ok, ratio) if x > 1.15]
         out.append(f"where the bootstrap covers (>= 93%, {len(ratio)} cells): new width / bootstrap width median"
-                   f" {np.median(ratio):.2f}, range {min(ratio):.2f}-{max(ratio):.2f}.")
+                   f" {np.median(ratio):.2f}, range {min(ratio):.2f}-{max(ratio):.2f}; {len(ratio) - len(wide)} cells"
+                   f" within 15%, the wider ones: {', '.join(sorted({r['case'] for r in wide}))} with <="
+                   f" {max((r['flips'] for r in wide), default=0):.1f} expected flips.")
     return "\n".join(out)
 
 
@@ -251,6 +305,7 @@ def main(argv=None) -> int:
     ap.add_argument("--boot", type=int, default=10000, help="bootstrap replicates (default 10000, as forgetbench used)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", choices=["paired", "clustered", "strata", "weighted", "mean"])
+    ap.add_argument("--out", type=Path, help="also write the tables (markdown) to this file")
     args = ap.parse_args(argv)
     if args.sims < 1 or args.boot < 1:
         ap.error("--sims and --boot must be at least 1")
@@ -264,10 +319,13 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             rows += fn(args.sims, args.boot, rng)
             print(f"{name}: {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    print(render(rows, args.sims))
-    print()
-    print(summary(rows, args.sims))
+    machine = f"{cpu_name()}, {os.cpu_count()} cores"
+    text = "\n\n".join([render(rows, args.sims), condensed(rows), summary(rows, args.sims)])
+    print(text)
     print(f"({time.perf_counter() - t0:.0f}s)")
+    if args.out:
+        args.out.write_text(f"# Interval coverage (benchmarks/coverage.py --sims {args.sims} --boot {args.boot}"
+                            f" --seed {args.seed})\n\nMachine: {machine}.\n\n{text}\n", encoding="utf-8")
     return 0
 
 

@@ -4,10 +4,14 @@ A traceback = an exception escaping validate_entries, or an "internal error" pro
 last-resort catch, i.e. a bug it survived). Goal: 0. Every case must also come back INVALID except
 for mutations that can leave the entry valid (e.g. retyping a free-form settings value).
 
-    python benchmarks/fuzz_validate.py [--cases 1000] [--seed 0] [--entry DIR]
+    python benchmarks/fuzz_validate.py [--cases 1000] [--dishonest 300] [--seed 0] [--entry DIR]
 
-Without --entry a valid entry is built first: two fake-backend models evaluated on gsm8k, safety
-(strata), ifeval (weighted extra metrics) and countdown (target) from the test fixtures (~15 s).
+Then the "well-formed but dishonest" cases of benchmarks/fuzz_dishonest.py (wrong acceptances,
+collateral and false rejections; goal 0).
+
+Without --entry a valid entry is built first: two fake-backend models evaluated on the core suite
+with countdown as target (gsm8k, safety with strata, ifeval with weighted extra metrics, mmlu with
+clusters, ...) from the test fixtures (~20 s).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def build_valid_entry(work: Path, entry_id: str = "fuzz-entry") -> Path:
         specs.append(f"fake:{p}")
     db = work / "store.duckdb"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # the report JSON; only the store matters here
-        code = cli.main(["eval", *specs, "--tasks", "gsm8k,safety,ifeval,countdown", "--target", "countdown",
+        code = cli.main(["eval", *specs, "--suite", "core", "--target", "countdown",
                          "--data-dir", str(FIXTURES), "--db", str(db), "--json"])
     if code != 0:
         raise RuntimeError(f"forgetbench eval failed with code {code}")
@@ -297,6 +301,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--entry", type=Path, help="a valid entry folder to mutate (default: build one)")
+    ap.add_argument("--dishonest", type=int, default=300, help="well-formed but dishonest cases (0: none)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -320,7 +325,17 @@ def main(argv=None) -> int:
         print(f"{kind:<24}{cases[kind]:>7}{tbs[kind]:>12}{still_valid[kind]:>13}")
     for s in samples[:5]:
         print("\n" + s)
-    return 1 if tbs else 0
+    if args.dishonest == 0:
+        return 1 if tbs else 0
+    # Well-formed but dishonest entries, from the shipped reference entries (benchmarks/fuzz_dishonest.py).
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fuzz_dishonest
+
+    with tempfile.TemporaryDirectory(prefix="fb_dishonest_") as tmp:
+        t0 = time.time()
+        d = fuzz_dishonest.run(args.dishonest, args.seed, Path(tmp))
+        print("\n" + fuzz_dishonest.report(*d, time.time() - t0))
+    return 1 if tbs or any(sum(c.values()) for c in d[1:4]) else 0
 
 
 if __name__ == "__main__":

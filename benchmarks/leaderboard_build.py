@@ -1,10 +1,11 @@
 """Time `forgetbench leaderboard build` on N synthetic submissions (default 1,000).
 
-Each entry is valid per the submission contract: 6 registry tasks (the target + 5 probes) of 20
-items each, a KL block of 32 sequences, aggregates and CIs computed from the items with
+Each entry is valid per the submission contract: the lite suite plus its target (5 or 6 registry
+tasks) of 20 items each, a KL block of 32 sequences, aggregates and CIs computed from the items with
 forgetbench.metrics / forgetbench.kl exactly as `forgetbench export` would, so
-forgetbench.validate's recomputation agrees. Prints generation time, then the default build
-(with validation) and the build without validation, per stage.
+forgetbench.validate's recomputation agrees. The rows are synthetic (20 per task, not the registry's),
+so every entry is "stale", which validate and the site handle like any other. Prints generation time,
+then the default build (with validation) and the build without validation, per stage.
 
     python benchmarks/leaderboard_build.py [--n 1000] [--keep DIR] [--n-boot 10000]
 
@@ -28,7 +29,6 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 TARGETS = ("countdown", "ifeval", "lite_countdown", "lite_ifeval")
-PROBES = ("gsm8k", "hellaswag", "math500", "lite_arith", "lite_mc")
 METHODS = ("sft", "self-sft", "onpolicy-sft", "rl", "other")
 BASES = ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", "meta-llama/Llama-3.2-1B-Instruct")
 
@@ -40,13 +40,22 @@ def _h(*parts) -> str:
 GEN_SETTINGS = {"output_type": "generate_until", "generation_kwargs": {"max_gen_toks": 256}, "num_fewshot": 0}
 
 
+def suite_tasks(target: str, suite: str = "lite") -> tuple[str, ...]:
+    """The probes of an entry on `suite` with `target`: every other task of the suite."""
+    from forgetbench import registry
+
+    return tuple(sorted(n for n, t in registry.all_tasks().items() if suite in t.suites and n != target))
+
+
 def _run(spec, model_hash: str, scores, responses, prompts, key: str):
     from forgetbench.harness import gen_key
     from forgetbench.records import ItemResult, TaskRun
 
+    strata = ("harmful", "safe")  # a task with a strata key (lite_refusal): alternate items
     items = tuple(
         ItemResult(doc_id=i, doc_hash=_h(spec.name, i)[:32], prompt=prompts[i], response=responses[i],
-                   score=float(s), metrics={key: float(s)})
+                   score=float(s), metrics={key: float(s)}, cluster=f"c{i % 4}" if spec.cluster_key else None,
+                   stratum=strata[i % 2] if spec.strata_key else None)
         for i, s in enumerate(scores))
     return TaskRun(model_hash, spec.name, spec.version, _h(spec.name, "data"), gen_key(GEN_SETTINGS), GEN_SETTINGS,
                    items, {})
@@ -62,16 +71,18 @@ def _scores(p, n: int, rng) -> np.ndarray:
 
 
 def results_for(entry_id: str, target: str, probes, p_base, p_tuned, *, n_items=20, n_boot=10000, seed=0,
-                rng=None, response=None, prompt=None, with_kl=True, kl_scale=1.0) -> dict:
+                rng=None, response=None, prompt=None, with_kl=True, kl_scale=1.0, suite="lite") -> dict:
     """results.json content: per task, base/tuned 0/1 scores drawn with probabilities p_base[task] /
     p_tuned[task] (or given as lists of n_items scores); `response(task, i, side)` / `prompt(task, i)` override the generated texts."""
     from forgetbench import registry
     from forgetbench.kl import KLItems, summarize
-    from forgetbench.metrics import mean_drop, task_delta_with_reps
+    from forgetbench import stats
+    from forgetbench.metrics import mean_drop, task_delta, with_tests
+    from forgetbench.recompute import aggregate_json, est_json
 
     rng = rng if rng is not None else np.random.default_rng(0)
     bh, th = _h(entry_id, "base"), _h(entry_id, "tuned")
-    tasks, deltas, reps = [], [], []
+    tasks, deltas = [], []
     for name in (target, *probes):
         spec = registry.get(name)
         role = "target" if name == target else "probe"
@@ -82,21 +93,19 @@ def results_for(entry_id: str, target: str, probes, p_base, p_tuned, *, n_items=
         resp = {side: [response(name, i, side) if response else f"[{side}] The answer is {i * 4}. " * 6
                        for i in range(n_items)] for side in ("base", "tuned")}
         rb, rt = _run(spec, bh, sb, resp["base"], prompts, key), _run(spec, th, st, resp["tuned"], prompts, key)
-        d, r = task_delta_with_reps(spec, role, rb, rt, n_boot=n_boot, seed=seed)
-        deltas.append(d)
-        reps.append(r)
-        est = lambda e: {"value": e.value, "lo": e.lo, "hi": e.hi}  # noqa: E731
+        deltas.append(task_delta(spec, role, rb, rt))
         tasks.append({
-            "task": name, "version": spec.version, "role": role, "primary_metric": key, "data_hash": rb.data_hash,
-            "gen_key": rb.gen_key, "gen_settings": rb.gen_settings,
-            "aggregate": {"n": d.n, "base": est(d.base), "tuned": est(d.tuned), "delta": est(d.delta),
-                          "forgotten": d.forgotten, "learned": d.learned, "sub": {}},
-            "items": [{"doc_id": b.doc_id, "doc_hash": b.doc_hash, "cluster": None, "stratum": None,
+            "task": name, "version": spec.version, "role": role, "primary_metric": spec.primary_metric,
+            "data_hash": rb.data_hash,
+            "gen_key": rb.gen_key, "gen_settings": rb.gen_settings, "aggregate": None,  # below, with the tests
+            "items": [{"doc_id": b.doc_id, "doc_hash": b.doc_hash, "cluster": b.cluster, "stratum": b.stratum,
                        "base": {"score": b.score, "metrics": b.metrics, "response": b.response},
                        "tuned": {"score": t.score, "metrics": t.metrics, "response": t.response},
                        "prompt": b.prompt} for b, t in zip(rb.items, rt.items)],
         })
-    md = mean_drop(deltas, reps)
+    deltas = with_tests(deltas)
+    for t, d in zip(tasks, deltas):
+        t["aggregate"] = aggregate_json(d)
     kl = None
     if with_kl:
         m, k = 8, 4
@@ -114,15 +123,16 @@ def results_for(entry_id: str, target: str, probes, p_base, p_tuned, *, n_items=
               "items": [{"seq": i, "prompt_index": kli.prompt_index[i], "n_tokens": kli.n_tokens[i], "fwd": kli.fwd[i],
                          "rev": kli.rev[i], "tv": kli.tv[i]} for i in range(m * k)]}
     return {
-        "format": "forgetbench-results", "format_version": 1, "exported_at": "2025-01-01T00:00:00Z",
+        "format": "forgetbench-results", "format_version": 2, "exported_at": "2025-01-01T00:00:00Z",
         "versions": {"forgetbench": "0.1.0", "lm_eval": "0.4.13", "transformers": "5.23", "torch": "2.13.0",
                      "python": "3.11"},
         "seed": seed,
         "pair": {"base_hash": bh, "tuned_hash": th, "base_spec": "base", "tuned_spec": "tuned", "target": target,
-                 "settings": {"backend": "hf", "dtype": "bfloat16", "chat_template": True, "limit": n_items}},
-        "bootstrap": {"n_boot": n_boot, "seed": seed, "ci": 0.95},
+                 "settings": {"backend": "hf", "dtype": "bfloat16", "chat_template": True, "limit": n_items,
+                              "suite": suite, "tasks": [target, *probes]}},
+        "intervals": stats.settings(),
         "tasks": tasks,
-        "mean_drop": None if md is None else {"value": md.value, "lo": md.lo, "hi": md.hi},
+        "mean_drop": est_json(mean_drop(deltas)),
         "kl": kl,
     }
 
@@ -147,7 +157,7 @@ def generate(root: Path, n: int, n_boot: int) -> None:
     rng = np.random.default_rng(7)
     for i in range(n):
         target = TARGETS[i % len(TARGETS)]
-        probes = tuple(t for t in (*PROBES, *TARGETS[:2]) if t != target)[:5]
+        probes = suite_tasks(target)
         strength = rng.random()
         p_base = {t: 0.3 + 0.4 * rng.random() for t in (target, *probes)}
         p_tuned = {t: p_base[t] + (0.4 * strength if t == target else -0.25 * strength * rng.random())
@@ -155,8 +165,7 @@ def generate(root: Path, n: int, n_boot: int) -> None:
         res = results_for(f"e{i:04d}", target, probes, p_base, p_tuned, n_boot=n_boot, rng=rng,
                           kl_scale=0.2 + strength)
         write_entry(root, f"e{i:04d}", res, method=METHODS[i % len(METHODS)], title=f"Synthetic run {i}",
-                    base={"hub_id": BASES[i % len(BASES)], "revision": None, "content_hash": res["pair"]["base_hash"]},
-                    reference=(i % 97 == 0))
+                    base={"hub_id": BASES[i % len(BASES)], "revision": None, "content_hash": res["pair"]["base_hash"]})
 
 
 def _cpu() -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build | toy mog`.
+"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build | toy mog | compare`.
 
 Each subcommand imports what it needs only when it runs, so `forgetbench tasks` and `--help` start
 instantly. A UserError becomes one line on stderr and exit code 2; nothing is half-written.
@@ -7,20 +7,36 @@ instantly. A UserError becomes one line on stderr and exit code 2; nothing is ha
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 from pathlib import Path
 
+from .argtypes import COUNT, SEED, fraction, positive
 from .errors import UserError
 from .hardware import DTYPES
 
 DEFAULT_DB = "forgetbench.duckdb"
+_ENV_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENAMETOOLONG)
 TASKS_DIRS_ENV = "FORGETBENCH_TASKS_DIRS"  # = forgetbench.registry.TASKS_DIRS_ENV (not imported: startup stays light)
 
 
 def _task_list(value: str) -> tuple[str, ...]:
-    return tuple(t for part in value.split(",") for t in [part.strip()] if t)
+    names = tuple(t for part in value.split(",") for t in [part.strip()] if t)
+    if not names:
+        raise argparse.ArgumentTypeError(f"{value!r} names no task (omit --tasks to run a --suite)")
+    dup = next((t for t in names if names.count(t) > 1), None)
+    if dup:
+        raise argparse.ArgumentTypeError(f"{value!r} names {dup} twice")
+    return names
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the project's standard for bad input), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_eval(sub) -> None:
@@ -37,7 +53,7 @@ def _add_eval(sub) -> None:
                    "tuned) on these prompts (one {\"prompt\": ...} or {\"messages\": [...]} per line); every task is a probe")
     p.add_argument("--confirm-run-unsafe-code", action="store_true", help="allow tasks that run model-generated "
                    "code (humaneval*), in forgetbench's sandbox (forgetbench/scoring/sandbox.py)")
-    p.add_argument("--limit", type=int, help="seeded subsample of N rows per task (stratified by cluster)")
+    p.add_argument("--limit", type=COUNT, help="seeded subsample of N rows per task (stratified by cluster)")
     p.add_argument("--data-dir", type=Path, help="local data: DIR/<org>__<name>[/<config>]/<split>.jsonl")
     p.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)),
                    help=f"DuckDB store (default {DEFAULT_DB} or $FORGETBENCH_DB)")
@@ -47,21 +63,21 @@ def _add_eval(sub) -> None:
                         "(float16 on GPUs without bfloat16); `forgetbench info` says what auto picks here")
     p.add_argument("--device", default="auto", help="auto (default): the first CUDA GPU if there is one, else cpu; "
                    "or cpu, cuda, cuda:N, mps (scoring with hf, and the KL pass with either backend)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-gen-toks", type=int, help="override every generative task's generation length")
+    p.add_argument("--batch-size", type=COUNT, default=8)
+    p.add_argument("--max-gen-toks", type=COUNT, help="override every generative task's generation length")
     p.add_argument("--no-chat-template", action="store_true", help="prompt instruct models without their chat template")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per engine (default 1)")
-    p.add_argument("--data-parallel-size", type=int, default=1, help="vllm: engine replicas, run as Ray actors "
+    p.add_argument("--tensor-parallel-size", type=COUNT, default=1, help="vllm: GPUs per engine (default 1)")
+    p.add_argument("--data-parallel-size", type=COUNT, default=1, help="vllm: engine replicas, run as Ray actors "
                    "(default 1; needs ray)")
-    p.add_argument("--gpu-memory-utilization", type=float, default=None, help="vllm: share of each GPU's memory "
+    p.add_argument("--gpu-memory-utilization", type=fraction, default=None, help="vllm: share of each GPU's memory "
                    "an engine may use (default 0.9; on CPU a share of RAM, default 0.3)")
-    p.add_argument("--max-model-len", type=int, help="vllm: context length of every engine (default: the model's)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--max-model-len", type=COUNT, help="vllm: context length of every engine (default: the model's)")
+    p.add_argument("--seed", type=SEED, default=1234)
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--no-kl", action="store_true", help="skip forward KL(base || tuned) on the target prompts")
-    p.add_argument("--kl-prompts", type=int, default=32, help="M target prompts for KL (default 32)")
-    p.add_argument("--kl-samples", type=int, default=4, help="K base completions per prompt (default 4)")
-    p.add_argument("--kl-max-tokens", type=int, help="completion length for KL (default: the task's generation length)")
+    p.add_argument("--kl-prompts", type=COUNT, default=32, help="M target prompts for KL (default 32)")
+    p.add_argument("--kl-samples", type=COUNT, default=4, help="K base completions per prompt (default 4)")
+    p.add_argument("--kl-max-tokens", type=COUNT, help="completion length for KL (default: the task's generation length)")
 
 
 def cmd_eval(args) -> int:
@@ -156,9 +172,9 @@ def _add_toy(sub) -> None:
     t = sub.add_parser("toy", help="toy experiments that explain forgetting (seconds on CPU)")
     ts = t.add_subparsers(dest="toy_command", required=True)
     m = ts.add_parser("mog", help="mixture of Gaussians: SFT-like forward KL vs RL-like reverse KL (Retaining by Doing)")
-    m.add_argument("--steps", type=int, default=300, help="training steps per run (default 300)")
-    m.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--steps", type=COUNT, default=300, help="training steps per run (default 300)")
+    m.add_argument("--lr", type=positive, default=0.05, help="Adam learning rate (default 0.05)")
+    m.add_argument("--seed", type=SEED, default=0)
     m.add_argument("--out", type=Path, default=Path("toy_mog.png"), help="figure, .png or .svg (default toy_mog.png)")
     m.add_argument("--json", action="store_true", help="print the runs as JSON on stdout")
 
@@ -187,8 +203,21 @@ def cmd_law(args) -> int:
     return law_main(args.db, args.out, args.json, args.x)
 
 
+def _add_compare(sub) -> None:
+    c = sub.add_parser("compare", help="paired comparison of two lm-eval --log_samples outputs (files or folders)")
+    c.add_argument("a", type=Path, metavar="A", help="samples_<task>_<date>.jsonl, or an lm-eval output folder")
+    c.add_argument("b", type=Path, metavar="B", help="the same for the other model; delta = B - A")
+    c.add_argument("--json", action="store_true")
+
+
+def cmd_compare(args) -> int:
+    from .compare import main as compare_main
+
+    return compare_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="forgetbench", description="Measure catastrophic forgetting: score (base, tuned) pairs, store, compare.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_eval(sub)
@@ -221,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     law.add_argument("--out", type=Path, help="plot file, .png or .svg (default <db stem>_law.png)")
     law.add_argument("--x", choices=["fwd_seq", "fwd_tok", "rev_tok", "tv_tok"], default="fwd_seq")
     law.add_argument("--json", action="store_true")
+    _add_compare(sub)
     # every command that reads the registry also reads the user's task folders
     readers = [sub.choices[c] for c in ("eval", "train", "export", "validate", "law")]
     for p in [*readers, *tasks_parsers, lbs.choices["build"]]:
@@ -232,11 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"eval": cmd_eval, "tasks": cmd_tasks, "demo": cmd_demo, "info": cmd_info, "law": cmd_law, "export": cmd_export, "leaderboard": cmd_leaderboard, "toy": cmd_toy, "train": cmd_train,
-            "validate": cmd_validate}
+            "validate": cmd_validate, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, its one line already printed)
+        return e.code if isinstance(e.code, int) else 2
     try:
         if getattr(args, "tasks_dir", None):
             from .registry import use_tasks_dirs
@@ -245,6 +278,21 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"forgetbench: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _ENV_ERRNOS:
+            raise
+        # the environment, not a bug: a full disk or FORGETBENCH_HOME, a read-only or unreadable path
+        where = e.filename or f"while writing (forgetbench writes to the store's folder and to FORGETBENCH_HOME=" \
+            f"{os.environ.get('FORGETBENCH_HOME', '~/.cache/forgetbench')})"
+        print(f"forgetbench: error: {e.strerror}: {where}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from .dbfile import explain, is_db_error
+
+        if not is_db_error(e):
+            raise
+        print(f"forgetbench: error: {explain(e, getattr(args, 'db', None) or 'the store')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("forgetbench: interrupted; finished tasks are stored and will be reused", file=sys.stderr)

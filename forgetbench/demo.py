@@ -28,6 +28,9 @@ from .records import EvalSettings
 BASE = "smollm2-135m-instruct"
 METHODS = ("sft", "onpolicy-sft", "rl")
 DEMO_TASKS = ("lite_ifeval", "lite_arith", "lite_mc", "lite_refusal")
+# The registry's name for DEMO_TASKS (their YAMLs list it in `suites`): a leaderboard entry declares a
+# registered suite and reports all of it (forgetbench.integrity), so the demo evaluates a suite, not a list.
+DEMO_SUITE = "demo"
 # Share of the demo's time each stage took on a 2-core CPU (float32, AVX2): the remaining-time estimate.
 # Measured on an AMD EPYC (AVX2 only, 2 cores, float32): 48 / 107 / 528 / 234 / ~240 / 198 / 243 / 1 s.
 STAGE_SHARE = {"materialize base": 0.03, "train sft": 0.07, "eval sft": 0.33, "train onpolicy-sft": 0.15,
@@ -113,6 +116,7 @@ def run(cfg: DemoConfig) -> DemoResult:
     from .leaderboard import build
     from .models import resolve
     from .pair import EvalRequest, evaluate_pair
+    from .trust import REFERENCE_FILE, write_list
 
     out = Path(cfg.out or paths.home() / "demo")
     db = Path(cfg.db or out / "forgetbench.duckdb")
@@ -130,7 +134,9 @@ def run(cfg: DemoConfig) -> DemoResult:
         _stage_done(times, cfg.methods)
         target = record["task"]
         t = time.time()
-        report = evaluate_pair(EvalRequest(base=base.spec, tuned=str(tuned), tasks=cfg.tasks, target=target, db=db,
+        by_suite = set(cfg.tasks) == set(DEMO_TASKS)
+        report = evaluate_pair(EvalRequest(base=base.spec, tuned=str(tuned), suite=DEMO_SUITE if by_suite else "lite",
+                                           tasks=() if by_suite else cfg.tasks, target=target, db=db,
                                            settings=replace(cfg.settings, dtype=record["recipe"]["dtype"]), kl_prompts=cfg.kl_prompts,
                                            kl_samples=cfg.kl_samples))
         times[f"eval {method}"] = time.time() - t
@@ -138,6 +144,9 @@ def run(cfg: DemoConfig) -> DemoResult:
         entry = subs / f"reference-smollm2-135m-{target.replace('_', '-')}-{method}"
         export_entry(db, entry, pair_id=report.pair_id, metadata=entry_metadata(method, target, record))
         pairs.append(DemoPair(method, tuned, entry, report, t_train))
+    # The demo's entries are the project's reference entries: list them the way maintainers do.
+    write_list(subs, REFERENCE_FILE, [d for d in subs.glob("reference-*") if (d / "results.json").is_file()],
+               "Written by forgetbench demo: its entries, the project's reference entries (submissions/README.md, Trust).")
     t = time.time()
     built = build(subs, out / "site")
     times["leaderboard"] = time.time() - t

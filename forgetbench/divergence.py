@@ -18,9 +18,10 @@ from dataclasses import asdict, replace
 from .data import canonical, stratified_sample
 from .kl import BaseSamples, KLItems, KLSettings, summarize
 from .records import ModelRef, TaskRun, TaskSpec
+from .stats import KL_BOOT_SEED, KL_N_BOOT
 from .store import Store
 
-N_BOOT, BOOT_SEED = 10000, 0
+N_BOOT, BOOT_SEED = KL_N_BOOT, KL_BOOT_SEED  # the KL percentile bootstrap (why a bootstrap: forgetbench.stats)
 # summarize() names -> the store's pair_kl column stems
 _COLUMNS = {"fwd_per_seq": "fwd_seq", "fwd_per_token": "fwd_tok", "rev_per_token": "rev_tok", "tv_per_token": "tv_tok"}
 _RESULT_FIELDS = ("m_prompts", "k_samples", "max_new_tokens", "seed", "dtype")

@@ -1,10 +1,14 @@
-"""`forgetbench export`: one stored pair -> a leaderboard entry folder (submission format v1).
+"""`forgetbench export`: one stored pair -> a leaderboard entry folder (submission format v2).
 
 Writes DIR/results.json (everything the pair's numbers are made of: per-item base/tuned scores,
-prompts, responses, the stored aggregates, the KL estimate and its per-sequence terms) and, only when
+prompts, responses, the aggregates, the KL estimate and its per-sequence terms) and, only when
 DIR/metadata.yaml does not exist yet, a metadata template pre-filled with what the store knows
 (hashes, target, method/hyperparameters from the tuned model's forgetbench_train.json) and TODO
 placeholders for the rest. The validator rejects an entry while TODOs remain.
+
+The aggregates (intervals with their methods, flips, paired tests, mean drop) are recomputed from the
+exported items by forgetbench.recompute, the code `forgetbench validate` checks them with, so an export
+always validates; for a pair stored with the current interval scheme they equal what eval printed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import stats
 from .errors import UserError
 from .store import Store
 from .submission import ENTRY_ID, FORMAT, FORMAT_VERSION, METADATA_FILE, RESULTS_FILE, SCHEMA_VERSION
@@ -83,18 +88,6 @@ def select_pair(con, pair_id: str | None, base: str | None, tuned: str | None, t
     raise UserError(f"{what} matches {len(rows)} pairs; choose one with --pair:\n" + "\n".join(map(_describe, rows)))
 
 
-def _est(d: dict | None) -> dict | None:
-    return None if d is None else {"value": d["value"], "lo": d["lo"], "hi": d["hi"]}
-
-
-def _agg(d: dict, sub: bool) -> dict:
-    out = {"n": d["n"], "base": _est(d["base"]), "tuned": _est(d["tuned"]), "delta": _est(d["delta"]),
-           "forgotten": d["forgotten"], "learned": d["learned"]}
-    if sub:
-        return {"metric": d["metric"], **out}
-    return {**out, "sub": {k: _agg(s, True) for k, s in (d.get("sub") or {}).items()}}
-
-
 def _run(con, run_ids: list[str], model_hash: str, task: str) -> tuple:
     rows = con.execute(
         "SELECT run_id, task_version, data_hash, gen_key, gen_settings FROM runs"
@@ -131,7 +124,9 @@ def _task(con, delta: dict, settings: dict, base_hash: str, tuned_hash: str) -> 
            "data_hash": b[2], "gen_key": b[3], "gen_settings": json.loads(b[4])}
     if t[3] != b[3]:  # e.g. only the tuned model has a chat template
         out.update(tuned_gen_key=t[3], tuned_gen_settings=json.loads(t[4]))
-    return {**out, "aggregate": _agg(delta, False), "items": items}
+    # The aggregate is recomputed from these items (_aggregates); its sub names say which extra metrics
+    # and strata the pair reported.
+    return {**out, "aggregate": {"sub": {k: None for k in delta.get("sub") or {}}}, "items": items}
 
 
 def _kl(con, pair_id: str, base_hash: str, tuned_hash: str, warnings: list[str]) -> dict | None:
@@ -165,15 +160,30 @@ def _kl(con, pair_id: str, base_hash: str, tuned_hash: str, warnings: list[str])
             "items": [dict(zip(("seq", "prompt_index", "n_tokens", "fwd", "rev", "tv"), r)) for r in items]}
 
 
+def _aggregates(res: dict, report_settings: dict, warnings: list[str]) -> None:
+    """Fill the aggregates and mean_drop of `res` from its items (forgetbench.recompute)."""
+    from . import registry
+    from .recompute import recompute, upgrade
+
+    problems, deltas = recompute(res, registry.all_tasks())
+    if deltas is None:
+        why = "; ".join(str(p) for p in problems) or "a task is not in the registry"
+        raise UserError(f"cannot export this pair: its aggregates cannot be recomputed from the stored items ({why})")
+    upgrade(res, deltas)
+    scheme = (report_settings.get("intervals") or {}).get("scheme")
+    if scheme != stats.SCHEME:
+        warnings.append(f"the stored pair's intervals were made by {scheme or 'the percentile bootstrap'}; results.json"
+                        f" has them recomputed from the items with {stats.SCHEME}")
+
+
 def build_results(con, pair_row: tuple, warnings: list[str]) -> dict:
     pair_id, base_hash, tuned_hash, target, settings_json, report_json, _ = pair_row
     settings, report = json.loads(settings_json), json.loads(report_json)
     specs = {m[0]: m[1] for m in _models(con)}
-    boot = settings.get("bootstrap") or {}
-    public = {k: v for k, v in settings.items() if k not in ("run_ids", "versions", "bootstrap")}
+    public = {k: v for k, v in settings.items() if k not in ("run_ids", "versions", "bootstrap", "intervals")}
     if public.get("data_dir"):
         public["data_dir"] = "<local>"  # a path on the exporter's machine says nothing to readers
-    return {
+    res = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -181,11 +191,13 @@ def build_results(con, pair_row: tuple, warnings: list[str]) -> dict:
         "seed": settings.get("seed"),
         "pair": {"base_hash": base_hash, "tuned_hash": tuned_hash, "base_spec": specs.get(base_hash, ""),
                  "tuned_spec": specs.get(tuned_hash, ""), "target": target, "settings": public},
-        "bootstrap": {"n_boot": boot.get("n_boot", 10000), "seed": boot.get("seed", 0), "ci": boot.get("ci", 0.95)},
+        "intervals": stats.settings(),
         "tasks": [_task(con, d, settings, base_hash, tuned_hash) for d in report["deltas"]],
-        "mean_drop": _est(report.get("mean_drop")),
+        "mean_drop": None,
         "kl": _kl(con, pair_id, base_hash, tuned_hash, warnings),
     }
+    _aggregates(res, settings, warnings)
+    return res
 
 
 def _model_meta(con, model_hash: str) -> tuple[dict, dict]:

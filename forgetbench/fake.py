@@ -28,7 +28,6 @@ loglikelihood_rolling(text): -0.25 per character (a stand-in perplexity that gro
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from lm_eval.api.model import LM
@@ -53,8 +52,9 @@ def cut_at_stops(text: str, until: list[str] | str | None) -> str:
 class FakeLM(LM):
     def __init__(self, script: dict | str | Path | None = None, **_ignored) -> None:
         super().__init__()
-        if not isinstance(script, dict):
-            script = json.loads(Path(script).read_text())
+        from .fake_script import check, load
+
+        script = check(script, "script") if isinstance(script, dict) else load(script)
         self.script = script
         self.name = str(script.get("name", "fake"))
         self._generate = list(script.get("generate", []))
@@ -64,7 +64,7 @@ class FakeLM(LM):
 
     @classmethod
     def from_file(cls, path: str | Path) -> FakeLM:
-        return cls(json.loads(Path(path).read_text()))
+        return cls(Path(path))
 
     # ---------------------------------------------------------------- scripted behaviour
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import __version__, paths, registry
 from .data import canonical, doc_hash
+from .errors import UserError
 from .records import Docs, EvalSettings, ItemResult, ModelRef, TaskRun, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,17 @@ def _materialize(docs: Docs) -> Path:
     """Write the rows to a content-addressed jsonl that lm-eval's `json` loader reads."""
     out = paths.home() / "data" / f"{docs.task}-{docs.data_hash[:16]}.jsonl"
     if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in docs.rows:
-                f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        tmp.replace(out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in docs.rows:
+                    f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            tmp.replace(out)
+        except OSError as e:  # a full or read-only FORGETBENCH_HOME: name it (a write error has no file name)
+            tmp.unlink(missing_ok=True)
+            raise UserError(f"cannot write {out} ({e.strerror}); forgetbench keeps task data under FORGETBENCH_HOME"
+                            f" ({paths.home()})") from e
     return out
 
 

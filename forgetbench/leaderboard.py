@@ -85,6 +85,24 @@ def _est(d: Any, what: str) -> tuple[float, float, float] | None:
     return _num(d.get("value")), _num(d.get("lo")), _num(d.get("hi"))
 
 
+def _method(d: Any) -> str:
+    """An estimate's interval method (forgetbench.stats); "" for a record without one."""
+    return _text(d.get("method"), 100) if isinstance(d, dict) else ""
+
+
+def _opt_num(x: Any) -> float | None:
+    return None if x is None else _num(x)
+
+
+def _printable(s: str) -> str:
+    """A folder name or message as text that can be written: undecodable file-name bytes (which Python
+    keeps as lone surrogates) become backslash escapes."""
+    try:  # a file name's undecodable bytes, shown as the bytes they were (\xff)
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # any other lone surrogate
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _text(x: Any, limit: int = 4000) -> str:
     return "" if x is None else str(x)[:limit]
 
@@ -119,8 +137,9 @@ def _schema_problems(meta: dict, results: dict) -> list[str]:
 
 
 def _basic_badges(meta: dict) -> tuple[str, ...]:
-    # validate=False only: "verified" needs verified.yaml, which is forgetbench.validate's business.
-    return ("reference",) if meta.get("reference") is True else ("self-reported",)
+    # validate=False only: "verified" and "reference" come from the maintainers' lists, which are
+    # forgetbench.validate's (and forgetbench.trust's) business, never from the entry itself.
+    return ("self-reported",)
 
 
 def collect(submissions: Path, *, validate: bool = True) -> tuple[list[Entry], dict[str, float]]:
@@ -191,7 +210,7 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
         raise ValueError("metadata hyperparameters must be a mapping")
     target = _text(m.get("target"), 200)
     tasks, forgotten = [], []
-    gain = None
+    gain, gain_method = None, ""
     for t in r["tasks"]:
         name, agg = _text(t.get("task"), 200), t.get("aggregate") or {}
         role = "target" if t.get("role") == "target" else "probe"
@@ -209,9 +228,12 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
                 "base": b[0], "base_lo": b[1], "base_hi": b[2], "tuned": tu[0], "tuned_lo": tu[1], "tuned_hi": tu[2],
                 "delta": d[0], "delta_lo": d[1], "delta_hi": d[2],
                 "forgotten": int(_num(a.get("forgotten", 0))), "learned": int(_num(a.get("learned", 0))),
+                **{f"{k}_method": _method(a.get(k)) for k in ("base", "tuned", "delta")},
+                "p_mcnemar": _opt_num(a.get("p_mcnemar")), "p_holm": _opt_num(a.get("p_holm")),
+                "verdict": _text(a.get("verdict"), 20) or None,
             })
             if not sub and role == "target" and name == target:
-                gain = d
+                gain, gain_method = d, _method(a.get("delta"))
         right = (lambda s: s >= 0.5) if hib.get(name, True) else (lambda s: s < 0.5)
         kept = 0
         for it in t.get("items") or ():
@@ -236,11 +258,11 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
             v = _est(kl.get(k), f"kl {k}") or (None, None, None)
             row.update({k: v[0], f"{k}_lo": v[1], f"{k}_hi": v[2]})
         kl_rows.append(row)
-    boot = r.get("bootstrap") or {}
+    intervals = r.get("intervals") or {}
     entry = {
         "entry_id": e.entry_id, "title": _text(m.get("title"), 300), "method": _text(m.get("method"), 50),
         "target": target, "status": e.status, "badges": json.dumps(list(e.badges)),
-        "warnings": json.dumps(list(e.warnings)),
+        "warnings": json.dumps([_printable(w) for w in e.warnings]),
         "base_hub_id": _text(base.get("hub_id"), 300), "base_revision": _text(base.get("revision"), 100),
         "base_hash": _text(base.get("content_hash"), 64),
         "base_spec": _text((r.get("pair") or {}).get("base_spec"), 300), "tuned_hub_id": _text(tuned.get("hub_id"), 300),
@@ -248,10 +270,11 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
         "training_data": _text(m.get("training_data")), "hyperparameters": json.dumps(
             {_text(k, 200): v if isinstance(v, (int, float, bool)) or v is None else _text(v, 500) for k, v in hp.items()}),
         "compute": _text(m.get("compute"), 500), "contact": _text(m.get("contact"), 300),
-        "licence": _text(m.get("licence"), 100), "notes": _text(m.get("notes")), "reference": m.get("reference") is True,
+        "licence": _text(m.get("licence"), 100), "notes": _text(m.get("notes")), "reference": "reference" in e.badges,
         "exported_at": _text(r.get("exported_at"), 60), "versions": json.dumps(r.get("versions") or {}),
         "settings": json.dumps((r.get("pair") or {}).get("settings") or {}), "seed": _text(r.get("seed"), 40),
-        "n_boot": _text(boot.get("n_boot"), 40), "results_sha256": e.sha256,
+        "intervals": _text(intervals.get("scheme"), 100) if isinstance(intervals, dict) else "",
+        "results_sha256": e.sha256, "gain_method": gain_method, "mean_drop_method": _method(r.get("mean_drop")),
         "gain": gain[0] if gain else None, "gain_lo": gain[1] if gain else None, "gain_hi": gain[2] if gain else None,
         "mean_drop": md[0] if md else None, "mean_drop_lo": md[1] if md else None, "mean_drop_hi": md[2] if md else None,
         # any task (or a --target-prompts target) outside the built-in registry: ranked only among custom entries
@@ -265,13 +288,15 @@ _COLUMNS = {
                "badges JSON, warnings JSON, base_hub_id VARCHAR, base_revision VARCHAR, base_hash VARCHAR, base_spec VARCHAR, tuned_hub_id VARCHAR, "
                "tuned_revision VARCHAR, tuned_hash VARCHAR, training_data VARCHAR, hyperparameters JSON, "
                "compute VARCHAR, contact VARCHAR, licence VARCHAR, notes VARCHAR, reference BOOLEAN, "
-               "exported_at VARCHAR, versions JSON, settings JSON, seed VARCHAR, n_boot VARCHAR, "
+               "exported_at VARCHAR, versions JSON, settings JSON, seed VARCHAR, intervals VARCHAR, "
                "results_sha256 VARCHAR, gain DOUBLE, gain_lo DOUBLE, gain_hi DOUBLE, mean_drop DOUBLE, "
-               "mean_drop_lo DOUBLE, mean_drop_hi DOUBLE, custom BOOLEAN",
+               "mean_drop_lo DOUBLE, mean_drop_hi DOUBLE, custom BOOLEAN, gain_method VARCHAR, "
+               "mean_drop_method VARCHAR",
     "entry_tasks": "entry_id VARCHAR, task VARCHAR, sub VARCHAR, role VARCHAR, version VARCHAR, data_hash VARCHAR, "
                    "metric VARCHAR, n INTEGER, base DOUBLE, base_lo DOUBLE, base_hi DOUBLE, tuned DOUBLE, "
                    "tuned_lo DOUBLE, tuned_hi DOUBLE, delta DOUBLE, delta_lo DOUBLE, delta_hi DOUBLE, "
-                   "forgotten INTEGER, learned INTEGER",
+                   "forgotten INTEGER, learned INTEGER, base_method VARCHAR, tuned_method VARCHAR, "
+                   "delta_method VARCHAR, p_mcnemar DOUBLE, p_holm DOUBLE, verdict VARCHAR",
     "entry_kl": "entry_id VARCHAR PRIMARY KEY, task VARCHAR, n_seq INTEGER, n_tokens BIGINT, settings JSON, "
                 "fwd_seq DOUBLE, fwd_seq_lo DOUBLE, fwd_seq_hi DOUBLE, fwd_tok DOUBLE, fwd_tok_lo DOUBLE, "
                 "fwd_tok_hi DOUBLE, rev_tok DOUBLE, rev_tok_lo DOUBLE, rev_tok_hi DOUBLE, tv_tok DOUBLE, "
@@ -284,8 +309,9 @@ _COLUMNS = {
 
 def ingest(db_path: Path, entries: list[Entry]):
     """A fresh DuckDB file with one table per entry aspect (schema in _COLUMNS); returns the connection."""
-    import duckdb
     import pandas as pd
+
+    from .dbfile import connect
 
     db_path.unlink(missing_ok=True)
     hib, builtin = _higher_is_better(), _builtin_tasks()
@@ -302,8 +328,8 @@ def ingest(db_path: Path, entries: list[Entry]):
                 data["entry_kl"].extend(kl)
                 data["entry_forgotten"].extend(forgotten)
                 continue
-        data["excluded"].append({"folder": e.path.name, "errors": json.dumps(list(e.errors))})
-    con = duckdb.connect(str(db_path))
+        data["excluded"].append({"folder": _printable(e.path.name), "errors": json.dumps([_printable(x) for x in e.errors])})
+    con = connect(db_path)
     for table, cols in _COLUMNS.items():
         con.execute(f"CREATE TABLE {table} ({cols})")
         if data[table]:
@@ -315,34 +341,39 @@ def ingest(db_path: Path, entries: list[Entry]):
 
 # ---- orchestration ----------------------------------------------------------------------------------------
 
-def _clean_out(out: Path, submissions: Path) -> None:
-    out = out.resolve()
-    if out == submissions.resolve() or submissions.resolve() in out.parents:
+def _check_out(out: Path, submissions: Path) -> Path:
+    out, subs = out.resolve(), submissions.resolve()
+    if out == subs or subs in out.parents:
         raise UserError(f"--out {out} must not be inside the submissions folder")
-    out.mkdir(parents=True, exist_ok=True)
-    import shutil
+    if out in subs.parents:
+        raise UserError(f"--out {out} must not contain the submissions folder {subs}")
+    return out
 
-    # Only what a previous build wrote, so pointing --out at a populated folder loses nothing else.
-    for d in OUT_DIRS:
-        shutil.rmtree(out / d, ignore_errors=True)
-    for f in OUT_FILES:
-        (out / f).unlink(missing_ok=True)
+
+def _owned(name: str) -> bool:
+    """What a build writes into --out (everything else there is the user's and is kept)."""
+    return name in OUT_FILES or name in OUT_DIRS
 
 
 def build(submissions: Path, out: Path, *, templates: Path | None = None, validate: bool = True) -> BuildResult:
-    """Validate, ingest and render. `validate=False` (benchmarks only) skips forgetbench.validate."""
+    """Validate, ingest and render. `validate=False` (benchmarks only) skips forgetbench.validate.
+
+    The site is written into a new folder next to `out` and swapped in only when complete
+    (forgetbench.staging): a failed build leaves the previous site as it was."""
     from . import site
+    from .staging import staged
 
     t0 = time.perf_counter()
+    out = _check_out(out, submissions)
     entries, timings = collect(submissions, validate=validate)
-    _clean_out(out, submissions)
-    t1 = time.perf_counter()
-    con = ingest(out / "leaderboard.duckdb", entries)
-    t2 = time.perf_counter()
-    try:
-        site.render(con, out, templates=templates)
-    finally:
-        con.close()
+    with staged(out, _owned) as new:
+        t1 = time.perf_counter()
+        con = ingest(new / "leaderboard.duckdb", entries)
+        t2 = time.perf_counter()
+        try:
+            site.render(con, new, templates=templates)
+        finally:
+            con.close()
     t3 = time.perf_counter()
     timings.update({"ingest": t2 - t1, "render": t3 - t2, "total": t3 - t0})
     n_ok = sum(e.status != "INVALID" for e in entries)

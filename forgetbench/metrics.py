@@ -1,4 +1,4 @@
-"""Paired statistics of base vs tuned on each task: gain/drop with bootstrap CIs, forgotten/learned.
+"""Paired statistics of base vs tuned on each task: gain/drop with confidence intervals, flips, tests.
 
 Conventions (the report's numbers mean exactly this):
 - Items are paired by `doc_hash`; base and tuned must have scored the same multiset of rows.
@@ -9,45 +9,41 @@ Conventions (the report's numbers mean exactly this):
 - delta is signed so that positive = what the role cares about: gain (tuned - base) on a target,
   drop (base - tuned) on a probe. With `higher_is_better: false` both signs flip (a target gains
   when the metric goes down; a probe drops when it goes up). base/tuned are always raw values.
-- CI: 95% percentile interval of a paired bootstrap. One resample draws units with replacement and
-  evaluates base, tuned and their difference on the same draw, so the CI of the delta reflects the
-  pairing. Units are items, or whole clusters when items carry `cluster` (a resampled set of clusters
-  is scored as the micro mean over its items). With strata, each stratum is resampled on its own,
-  keeping its number of units, and the replicate is the mean of the stratum replicates.
+- CIs: forgetbench.stats (methods, references and simulated coverage there): a score interval for
+  the paired difference (Tango) on the items, with a design effect when items carry a `cluster` or a
+  weight, MOVER over strata; Wilson intervals for the base and tuned rates. Each Estimate names its
+  method.
 - forgotten = items right for base and wrong for tuned, learned = the reverse; "right" means
   score >= 0.5 (scores are 0/1 for the built-in tasks), or score < 0.5 when lower is better.
+  p_mcnemar is the exact McNemar test of forgotten vs learned; across a pair's probes it is
+  Holm-adjusted (p_holm), and a probe's verdict is "dropped" only where the adjusted test rejects.
 - Weights: an extra metric `K` whose items also carry `K + "__n"` (e.g. ifeval's inst_level_* stored
   as the per-prompt mean of the instruction list, plus the instruction count) is aggregated as
-  sum(n_i * x_i) / sum(n_i), i.e. lm-eval's micro mean over instructions, and resampled by prompt.
+  sum(n_i * x_i) / sum(n_i), i.e. lm-eval's micro mean over instructions; the prompt is the unit.
   The same applies to the primary metric if its key has a "__n" companion.
-- Each task draws from its own random stream, seeded from (seed, task name): replicate vectors of
-  different probes are independent, so `mean_drop` can average them replicate-wise.
+- mean_drop: the mean of the probes' drops, its CI the MOVER combination of theirs (probes are
+  disjoint item sets).
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
 
-from .bootstrap import (  # noqa: F401 - paired_bootstrap, percentile_ci are part of this module's API
-    Boot,
-    CI_LEVEL,
-    _support_ci,
-    paired_bootstrap,
-    percentile_ci,
-)
+from . import stats
 from .errors import UserError
 from .records import Estimate, ItemResult, ModelRef, PairReport, TaskDelta, TaskRun, TaskSpec
 
 
-def _est(value: float, reps: np.ndarray, support: tuple | None = None) -> Estimate:
-    ci = None if support is None else _support_ci(*support)
-    lo, hi = percentile_ci(reps) if ci is None else ci
-    return Estimate(float(value), lo, hi)
+def _est(iv: stats.Interval) -> Estimate:
+    return Estimate(float(iv.value), float(iv.lo), float(iv.hi), iv.method)
+
+
+def interval_of(e: Estimate) -> stats.Interval:
+    return stats.Interval(e.value, e.lo, e.hi, e.method)
 
 
 def _pair_items(spec: TaskSpec, base: TaskRun, tuned: TaskRun) -> list[tuple[ItemResult, ItemResult]]:
@@ -107,31 +103,29 @@ def _values(spec: TaskSpec, pairs, key: str | None) -> tuple[np.ndarray, np.ndar
     return xb, xt, w
 
 
-def _delta(spec, role, metric, n, boot: Boot, xb, xt, sign) -> TaskDelta:
+def _delta(spec, role, metric, xb, xt, w, clusters, strata, sign) -> TaskDelta:
+    """One row: both rates and the signed delta with their intervals, flips and McNemar's p."""
     right = (lambda x: x >= 0.5) if spec.higher_is_better else (lambda x: x < 0.5)
     rb, rt = right(xb), right(xt)
-    sup = boot.support
+    opts = {"clusters": clusters, "strata": strata, "weights": w}
+    d = stats.paired_interval(xb, xt, **opts)
+    forgotten, learned = int((rb & ~rt).sum()), int((~rb & rt).sum())
     return TaskDelta(
         task=spec.name,
         role=role,
         metric=metric,
-        n=n,
-        base=_est(boot.base, boot.base_reps, sup and (sup[0], sup[1])),
-        tuned=_est(boot.tuned, boot.tuned_reps, sup and (sup[0], sup[2])),
-        delta=_est(sign * boot.diff, sign * boot.diff_reps, sup and (sup[0], sign * sup[3])),
-        forgotten=int((rb & ~rt).sum()),
-        learned=int((~rb & rt).sum()),
+        n=len(xb),
+        base=_est(stats.mean_interval(xb, **opts)),
+        tuned=_est(stats.mean_interval(xt, **opts)),
+        delta=_est(d if sign > 0 else d.neg()),
+        forgotten=forgotten,
+        learned=learned,
+        p_mcnemar=stats.mcnemar_exact(forgotten, learned),
     )
 
 
-def _stream(seed: int, *names: str) -> np.random.Generator:
-    return np.random.default_rng([seed, *(zlib.crc32(n.encode()) for n in names)])
-
-
-def task_delta_with_reps(
-    spec: TaskSpec, role: str, base: TaskRun, tuned: TaskRun, *, n_boot: int = 10000, seed: int = 0
-) -> tuple[TaskDelta, np.ndarray]:
-    """The TaskDelta and the bootstrap replicates of its (signed) delta, for `mean_drop`."""
+def task_delta(spec: TaskSpec, role: str, base: TaskRun, tuned: TaskRun) -> TaskDelta:
+    """The paired comparison of one task: primary metric, each stratum and each extra metric."""
     if role not in ("target", "probe"):
         raise ValueError(f"role must be target or probe, not {role!r}")
     if base.task != tuned.task:
@@ -142,53 +136,48 @@ def task_delta_with_reps(
     for label, vals in (("cluster", clusters), ("stratum", strata)):
         if len({v is None for v in vals}) > 1:
             raise UserError(f"task {spec.name}: some items have a {label} and some do not")
-    clusters = None if clusters[0] is None else clusters
-    strata = None if strata[0] is None else strata
+    clusters = None if clusters[0] is None else np.asarray(clusters, str)
+    strata = None if strata[0] is None else np.asarray(strata, str)
     # +1: positive delta = tuned better for a target / tuned worse for a probe (on the raw scale).
     sign = 1.0 if (role == "target") == spec.higher_is_better else -1.0
-
-    def run(key: str | None, rng) -> tuple[Boot, np.ndarray, np.ndarray]:
-        xb, xt, w = _values(spec, pairs, key)
-        boot = paired_bootstrap(xb, xt, weights=w, clusters=clusters, strata=strata, n_boot=n_boot, rng=rng)
-        return boot, xb, xt
-
-    boot, xb, xt = run(None, _stream(seed, spec.name))
+    xb, xt, w = _values(spec, pairs, None)
     sub: dict[str, TaskDelta] = {}
     if strata is not None:
-        sarr = np.asarray(strata, str)
-        for name, sb in boot.by_stratum.items():
-            sel = sarr == name
-            label = f"{spec.strata_key or 'stratum'}={name}"
-            sub[label] = _delta(spec, role, spec.primary_metric, int(sel.sum()), sb, xb[sel], xt[sel], sign)
+        for name in sorted(set(strata)):
+            sel = strata == name
+            sub[f"{spec.strata_key or 'stratum'}={name}"] = _delta(
+                spec, role, spec.primary_metric, xb[sel], xt[sel], None if w is None else w[sel],
+                None if clusters is None else clusters[sel], None, sign)
     for extra in spec.extra_metrics:
         key = _resolve(extra, pairs[0][0])
         if key is None:
             continue  # this backend/task version did not produce it; the table just omits the row
-        eb, exb, ext = run(key, _stream(seed, spec.name, key))
-        sub[extra] = _delta(spec, role, key, len(pairs), eb, exb, ext, sign)
-    td = _delta(spec, role, spec.primary_metric, len(pairs), boot, xb, xt, sign)
-    return replace(td, sub=sub), sign * boot.diff_reps
+        exb, ext, ew = _values(spec, pairs, key)
+        sub[extra] = _delta(spec, role, key, exb, ext, ew, clusters, strata, sign)
+    td = _delta(spec, role, spec.primary_metric, xb, xt, w, clusters, strata, sign)
+    return replace(td, sub=sub)
 
 
-def task_delta(
-    spec: TaskSpec, role: str, base: TaskRun, tuned: TaskRun, *, n_boot: int = 10000, seed: int = 0
-) -> TaskDelta:
-    return task_delta_with_reps(spec, role, base, tuned, n_boot=n_boot, seed=seed)[0]
+def with_tests(deltas: Sequence[TaskDelta], level: float = stats.LEVEL) -> list[TaskDelta]:
+    """Holm-adjust the probes' McNemar p-values across the pair and set every row's verdict: a probe
+    "dropped" / "improved" only where its adjusted p is below 1 - level; the target (one test, no
+    adjustment) "gained" / "lost"; else "n.s."."""
+    alpha = 1.0 - level
+    probes = [i for i, d in enumerate(deltas) if d.role == "probe"]
+    adj = dict(zip(probes, stats.holm([deltas[i].p_mcnemar for i in probes])))
+    out = []
+    for i, d in enumerate(deltas):
+        p = adj.get(i, d.p_mcnemar)
+        up, down = ("dropped", "improved") if d.role == "probe" else ("lost", "gained")
+        verdict = "n.s." if p >= alpha or d.forgotten == d.learned else up if d.forgotten > d.learned else down
+        out.append(replace(d, p_holm=adj.get(i), verdict=verdict))
+    return out
 
 
-def mean_drop(deltas: Sequence[TaskDelta], replicates: Sequence[np.ndarray]) -> Estimate | None:
-    """Mean drop over the probes among `deltas` (replicates aligned with deltas), None if no probe.
-
-    Probes are disjoint item sets resampled from independent streams, so the replicate-wise mean
-    of their drop replicates is a bootstrap replicate of the mean drop.
-    """
-    if len(deltas) != len(replicates):
-        raise ValueError("one replicate vector per delta")
-    probes = [(d, r) for d, r in zip(deltas, replicates) if d.role == "probe"]
-    if not probes:
-        return None
-    reps = np.mean(np.stack([np.asarray(r, float) for _, r in probes]), axis=0)
-    return _est(float(np.mean([d.delta.value for d, _ in probes])), reps)
+def mean_drop(deltas: Sequence[TaskDelta]) -> Estimate | None:
+    """Mean drop over the probes among `deltas` with its MOVER interval, None if there is no probe."""
+    probes = [interval_of(d.delta) for d in deltas if d.role == "probe"]
+    return _est(stats.mean_of(probes)) if probes else None
 
 
 def pair_report(
@@ -197,23 +186,16 @@ def pair_report(
     target: str | None,
     runs: dict[str, tuple[TaskSpec, str, TaskRun, TaskRun]],
     settings: dict[str, Any],
-    *,
-    n_boot: int = 10000,
-    seed: int = 0,
 ) -> PairReport:
-    """Every task's paired delta (targets first, then probes, each in the given order) + mean drop."""
+    """Every task's paired delta (targets first, then probes, each in the given order), the paired
+    tests across the probes, and the mean drop."""
     items = sorted(runs.items(), key=lambda kv: kv[1][1] != "target")
-    deltas, reps = [], []
-    for _, (spec, role, b, t) in items:
-        d, r = task_delta_with_reps(spec, role, b, t, n_boot=n_boot, seed=seed)
-        deltas.append(d)
-        reps.append(r)
-    boot_cfg = {"n_boot": n_boot, "seed": seed, "ci": CI_LEVEL, "method": "paired percentile bootstrap"}
+    deltas = with_tests([task_delta(spec, role, b, t) for _, (spec, role, b, t) in items])
     return PairReport(
         base=base_ref,
         tuned=tuned_ref,
         target=target,
         deltas=tuple(deltas),
-        mean_drop=mean_drop(deltas, reps),
-        settings={**settings, "bootstrap": boot_cfg},
+        mean_drop=mean_drop(deltas),
+        settings={**settings, "intervals": stats.settings()},
     )

@@ -56,9 +56,31 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
 
+def precheck(spec: str) -> None:
+    """resolve's checks that cost nothing (no hashing, conversion or download): a missing path, a file
+    that is not a .gguf, a malformed fake script. `forgetbench eval` runs it before loading any data."""
+    if spec == bundled.BUNDLED:
+        return
+    if spec.startswith("fake:"):
+        _resolve_fake(spec)
+        return
+    p = Path(spec).expanduser()
+    if p.exists():
+        if p.is_file() and p.suffix != ".gguf":
+            raise UserError(f"{spec}: expected a model directory, a .gguf file or a hub id, got a file")
+        return
+    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")) and not spec.endswith(".gguf"):
+        return
+    raise UserError(
+        f"{spec}: no such file or directory; expected a local HF model directory, a LoRA adapter "
+        f"directory, a .gguf file, a hub id (org/name[@revision]), fake:SCRIPT or {bundled.BUNDLED!r}"
+    )
+
+
 def resolve(spec: str, *, dtype: str = "bfloat16", cache: Path | None = None) -> ModelRef:
     """Turn a model argument into a ModelRef (see module docstring for the accepted forms)."""
     cache = Path(cache) if cache is not None else paths.home() / "models"
+    precheck(spec)
     if spec == bundled.BUNDLED:
         path = bundled.materialize(cache)
         return _ref(spec, "bundled", path, dtype, source=str(bundled.bundled_gguf_path()))
@@ -67,19 +89,12 @@ def resolve(spec: str, *, dtype: str = "bfloat16", cache: Path | None = None) ->
     p = Path(spec).expanduser()
     if p.exists():
         if p.is_file():
-            if p.suffix == ".gguf":
-                return _ref(spec, "gguf", convert_gguf(p, cache, dtype), dtype, source=str(p.resolve()))
-            raise UserError(f"{spec}: expected a model directory, a .gguf file or a hub id, got a file")
+            return _ref(spec, "gguf", convert_gguf(p, cache, dtype), dtype, source=str(p.resolve()))
         if (p / "adapter_config.json").is_file():
             return _resolve_peft(spec, p, dtype, cache)
         check_model_dir(p)
         return _ref(spec, "local", p.resolve(), dtype, source=str(p.resolve()))
-    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")) and not spec.endswith(".gguf"):
-        return _resolve_hub(spec, dtype, cache)
-    raise UserError(
-        f"{spec}: no such file or directory; expected a local HF model directory, a LoRA adapter "
-        f"directory, a .gguf file, a hub id (org/name[@revision]), fake:SCRIPT or {bundled.BUNDLED!r}"
-    )
+    return _resolve_hub(spec, dtype, cache)  # precheck: a hub id
 
 
 def check_model_dir(p: Path) -> None:
@@ -377,10 +392,9 @@ def _resolve_fake(spec: str) -> ModelRef:
     f = Path(spec[len("fake:") :]).expanduser()
     if not f.is_file():
         raise UserError(f"{spec}: fake-backend script {f} does not exist (expected a JSON file)")
-    try:
-        script = json.loads(f.read_text())
-    except ValueError as e:
-        raise UserError(f"{f}: fake-backend script is not valid JSON: {e}") from e
+    from .fake_script import load
+
+    script = load(f)
     return ModelRef(
         spec=spec,
         kind="fake",

@@ -137,6 +137,14 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
     check_unsafe(specs, req.confirm_unsafe_code)
     # with a prompt set the pair's target is the set's name: every registry task is then a probe
     target = prompt_set.name if prompt_set else req.target
+    # The models' arguments checked (cheaply), every row of every task read and checked, and the store
+    # opened, before any model is resolved (hashing, conversion) or loaded: bad input costs seconds.
+    from .models import precheck
+
+    precheck(req.base)
+    precheck(req.tuned)
+    docs = data.load_all(specs, data_dir=req.data_dir, limit=req.limit, seed=req.settings.seed)
+    Store(req.db).close()
     base = resolve(req.base, dtype=req.settings.dtype)
     tuned = resolve(req.tuned, dtype=req.settings.dtype)
     if (base.kind == "fake") != (tuned.kind == "fake"):
@@ -145,7 +153,6 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
     if base.kind == "fake" and settings.backend != "fake":
         settings = EvalSettings(**{**settings.__dict__, "backend": "fake"})
     settings = resolved_dtype(settings)
-    docs = {s.name: data.load_docs(s, data_dir=req.data_dir, limit=req.limit, seed=settings.seed) for s in specs}
     with Store(req.db) as store:
         store.put_model(base)
         store.put_model(tuned)

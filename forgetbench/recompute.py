@@ -1,10 +1,16 @@
 """Recompute every number of a results.json from its own per-item rows and compare (tolerance 1e-9).
 
-Task aggregates go through forgetbench.metrics.task_delta_with_reps with the recorded bootstrap
-n_boot/seed, so an honest export reproduces them bit for bit (each task draws from its own seeded
-stream); mean_drop is the replicate-wise mean over the probes; KL estimates go through
-forgetbench.kl.summarize. The TaskSpec is the registry's, with the entry's primary metric and the
-extra metrics its `sub` names, so an entry is checked against what it claims to report.
+Task aggregates go through forgetbench.metrics (task_delta, with_tests, mean_drop): closed-form
+intervals (forgetbench.stats), so an honest export reproduces them bit for bit, methods and p-values
+included. KL estimates go through forgetbench.kl.summarize. The TaskSpec is the registry's, with the
+entry's primary metric and the extra metrics its `sub` names, so an entry is checked against what it
+claims to report. `aggregate_json` is the one definition of an aggregate's shape in results.json
+(forgetbench.export writes it, this module checks it).
+
+Format v1 entries (forgetbench <= 0.1: percentile-bootstrap CIs, no methods or tests): their point
+values, n, flips and metrics are checked; their intervals are not (random replicates of a method
+forgetbench no longer uses). `upgrade` replaces every aggregate by the recomputed v2 one, so the
+leaderboard shows all entries with the same methods; re-exporting the pair writes the same numbers.
 Expects a schema-valid results dict (forgetbench.submission_schema.check_results).
 """
 
@@ -15,11 +21,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from . import stats
 from .errors import UserError
 from .harness import gen_key
-from .metrics import mean_drop, task_delta_with_reps
-from .records import ItemResult, TaskDelta, TaskRun, TaskSpec
-from .submission import RESULTS_FILE, Problem
+from .metrics import mean_drop, task_delta, with_tests
+from .records import Estimate, ItemResult, TaskDelta, TaskRun, TaskSpec
+from .submission import FORMAT_VERSION, RESULTS_FILE, Problem
 from .submission_schema import key_path
 
 TOL = 1e-9
@@ -28,6 +35,20 @@ _EST = ("base", "tuned", "delta")
 
 def close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=TOL, abs_tol=TOL)
+
+
+def est_json(e: Estimate | None) -> dict | None:
+    return None if e is None else {"value": e.value, "lo": e.lo, "hi": e.hi, "method": e.method}
+
+
+def aggregate_json(d: TaskDelta, is_sub: bool = False) -> dict:
+    """A task's (or a sub row's) aggregate as results.json v2 holds it."""
+    out = {"n": d.n, **{k: est_json(getattr(d, k)) for k in _EST}, "forgotten": d.forgotten, "learned": d.learned,
+           "p_mcnemar": d.p_mcnemar}
+    if is_sub:
+        return {"metric": d.metric, **out}
+    return {**out, "p_holm": d.p_holm, "verdict": d.verdict,
+            "sub": {k: aggregate_json(s, True) for k, s in d.sub.items()}}
 
 
 def _spec(t: dict, spec: TaskSpec) -> TaskSpec:
@@ -45,32 +66,37 @@ def _run(t: dict, side: str) -> TaskRun:
     return TaskRun(side, t["task"], t["version"], t["data_hash"], t["gen_key"], {}, items, {})
 
 
-def _compare(out: list[Problem], path: str, rec: dict, d: TaskDelta, is_sub: bool) -> None:
-    def bad(fld: str, got, want) -> None:
-        out.append(Problem(RESULTS_FILE, f"{path}.{fld}", f"is {got!r} but recomputing from the items gives {want!r}"))
+def _mismatch(out: list[Problem], path: str, got, want) -> None:
+    out.append(Problem(RESULTS_FILE, path, f"is {got!r} but recomputing from the items gives {want!r}"))
 
-    if rec["n"] != d.n:
-        bad("n", rec["n"], d.n)
-    for k in _EST:
-        for f in ("value", "lo", "hi"):
-            got, want = rec[k][f], getattr(getattr(d, k), f)
-            if not close(got, want):
-                bad(f"{k}.{f}", got, want)
-    for k in ("forgotten", "learned"):
-        if rec[k] != getattr(d, k):
-            bad(k, rec[k], getattr(d, k))
-    if is_sub:
-        if rec["metric"] != d.metric:
-            bad("metric", rec["metric"], d.metric)
-        return
-    for name in sorted(set(rec["sub"]) | set(d.sub)):
-        p = key_path(f"{path}.sub", name)
-        if name not in d.sub:
-            out.append(Problem(RESULTS_FILE, p, "cannot be recomputed: the items carry no such metric or stratum"))
-        elif name not in rec["sub"]:
-            out.append(Problem(RESULTS_FILE, p, "is missing (the items give this stratum/metric)"))
-        else:
-            _compare(out, p, rec["sub"][name], d.sub[name], True)
+
+def _same(got, want) -> bool:
+    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        return close(got, want)
+    return type(got) is type(want) and got == want
+
+
+def _compare(out: list[Problem], path: str, rec: dict, want: dict, v1: bool) -> None:
+    """rec (stored) against want (aggregate_json of the recomputation); v1 records only by value."""
+    for k, w in want.items():
+        p = key_path(path, k)
+        if k == "sub":
+            for name in sorted(set(rec["sub"]) | set(w)):
+                q = key_path(p, name)
+                if name not in w:
+                    out.append(Problem(RESULTS_FILE, q, "cannot be recomputed: the items carry no such metric or stratum"))
+                elif name not in rec["sub"]:
+                    out.append(Problem(RESULTS_FILE, q, "is missing (the items give this stratum/metric)"))
+                else:
+                    _compare(out, q, rec["sub"][name], w[name], v1)
+        elif k in _EST:
+            for f in ("value",) if v1 else ("value", "lo", "hi", "method"):
+                if not _same(rec[k][f], w[f]):
+                    _mismatch(out, f"{p}.{f}", rec[k][f], w[f])
+        elif v1 and k not in ("n", "forgotten", "learned", "metric"):
+            continue  # tests were not part of format v1
+        elif not _same(rec.get(k), w):
+            _mismatch(out, p, rec.get(k), w)
 
 
 def _items_ok(out: list[Problem], t: dict, p: str) -> bool:
@@ -105,39 +131,53 @@ def duplicate_rows(t: dict) -> int:
     return len(hashes) - len(set(hashes))
 
 
-def check_tasks(res: dict, tasks: dict[str, TaskSpec]) -> list[Problem]:
+def recompute(res: dict, tasks: dict[str, TaskSpec]) -> tuple[list[Problem], list[TaskDelta] | None]:
+    """Every task's TaskDelta recomputed from its items, with the pair's tests (None when some task
+    cannot be recomputed; the problems say why)."""
     out: list[Problem] = []
-    boot = res["bootstrap"]
-    deltas, reps, complete = [], [], True
+    deltas: list[TaskDelta] = []
     for i, t in enumerate(res["tasks"]):
         p, spec = f"tasks[{i}]", tasks.get(t["task"])
         if spec is None or not _items_ok(out, t, p):
-            complete = False
-            continue
+            continue  # an unknown task is validate's error; bad items were reported
         try:
             with np.errstate(all="ignore"):
-                d, r = task_delta_with_reps(_spec(t, spec), t["role"], _run(t, "base"), _run(t, "tuned"),
-                                            n_boot=boot["n_boot"], seed=boot["seed"])
+                deltas.append(task_delta(_spec(t, spec), t["role"], _run(t, "base"), _run(t, "tuned")))
         except (UserError, ValueError, ZeroDivisionError, FloatingPointError) as e:
             out.append(Problem(RESULTS_FILE, f"{p}.items", f"cannot recompute the aggregate: {e}"))
-            complete = False
-            continue
-        _compare(out, f"{p}.aggregate", t["aggregate"], d, False)
-        deltas.append(d)
-        reps.append(r)
-    if not complete:
-        return out  # mean_drop cannot be recomputed without every task
-    with np.errstate(all="ignore"):
-        md = mean_drop(deltas, reps)
-    rec = res["mean_drop"]
+    return out, (with_tests(deltas) if len(deltas) == len(res["tasks"]) else None)
+
+
+def check_tasks(res: dict, tasks: dict[str, TaskSpec]) -> list[Problem]:
+    out, deltas = recompute(res, tasks)
+    if deltas is None:
+        return out  # the tests and mean_drop cannot be recomputed without every task
+    v1 = res["format_version"] == 1
+    if not v1 and res["intervals"] != stats.settings():
+        out.append(Problem(RESULTS_FILE, "intervals", f"is {res['intervals']!r}, but this forgetbench computes"
+                           f" {stats.settings()!r}; re-export the pair with `forgetbench export`"))
+    for i, (t, d) in enumerate(zip(res["tasks"], deltas)):
+        _compare(out, f"tasks[{i}].aggregate", t["aggregate"], aggregate_json(d), v1)
+    md, rec = est_json(mean_drop(deltas)), res["mean_drop"]
     if (md is None) != (rec is None):
         out.append(Problem(RESULTS_FILE, "mean_drop", f"is {rec!r} but the tasks give {md!r}"))
     elif md is not None:
-        for f in ("value", "lo", "hi"):
-            if not close(rec[f], getattr(md, f)):
-                out.append(Problem(RESULTS_FILE, f"mean_drop.{f}", f"is {rec[f]!r} but recomputing from the"
-                                   f" items gives {getattr(md, f)!r}"))
+        for f in ("value",) if v1 else ("value", "lo", "hi", "method"):
+            if not _same(rec[f], md[f]):
+                _mismatch(out, f"mean_drop.{f}", rec[f], md[f])
+    if not out and v1:
+        upgrade(res, deltas)
     return out
+
+
+def upgrade(res: dict, deltas: list[TaskDelta]) -> None:
+    """Rewrite a results dict (in place) with these recomputed aggregates in the current format."""
+    for t, d in zip(res["tasks"], deltas):
+        t["aggregate"] = aggregate_json(d)
+    res["mean_drop"] = est_json(mean_drop(deltas))
+    res.pop("bootstrap", None)
+    res["intervals"] = stats.settings()
+    res["format_version"] = FORMAT_VERSION
 
 
 _KL_NAMES = {"fwd_seq": "fwd_per_seq", "fwd_tok": "fwd_per_token", "rev_tok": "rev_per_token", "tv_tok": "tv_per_token"}

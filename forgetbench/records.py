@@ -78,6 +78,10 @@ class TaskSpec:
     data_hashes: tuple[str, ...] = ()  # accepted hashes of the canonical (full) evaluation rows
     unsafe_code: bool = False  # lm-eval's `unsafe_code`: scoring runs generated code (--confirm-run-unsafe-code)
     custom: bool = False  # read from a --tasks-dir / $FORGETBENCH_TASKS_DIRS folder, not the built-in registry
+    # (data hash, row count, forgetbench.data.items_hash) of accepted rows the validator cannot
+    # regenerate (hub data): what an entry's items must be, checked offline
+    data_rows: tuple[tuple[str, int, str], ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()  # (row field, type) the prompts and scorers read
 
 
 @dataclass(frozen=True)
@@ -146,11 +150,13 @@ class TaskRun:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with its bootstrap 95% CI."""
+    """A point estimate with its 95% confidence interval and the name of the interval's method
+    (forgetbench.stats; "" when read from a record written before methods were stored)."""
 
     value: float
     lo: float
     hi: float
+    method: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,9 @@ class TaskDelta:
     forgotten: int  # base right, tuned wrong
     learned: int  # base wrong, tuned right
     sub: dict[str, TaskDelta] = field(default_factory=dict)  # extra metrics / strata
+    p_mcnemar: float | None = None  # exact McNemar p-value of forgotten vs learned
+    p_holm: float | None = None  # probes: p_mcnemar Holm-adjusted over the pair's probes
+    verdict: str | None = None  # probes: dropped | improved | n.s. (Holm); target: gained | lost | n.s.
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ without forgetbench's CLI); forgetbench reads its own fields from `metadata.forg
         strata_key: kind                # optional doc field; primary = mean of per-stratum means
         extra_metrics: [prompt_level_loose_acc]
         data_hashes: [<sha256>]         # accepted hashes of the full evaluation rows (leaderboard)
+        data_rows: {<sha256>: {n: 1319, items: <sha256>}}   # hub rows, for validate (forgetbench.data.items_hash)
+        fields: {question: str, answer: str}   # row fields the prompts/scorers read, checked on load
         combine: forgetbench.lite.safety:combine   # optional, joins several sources
         sources:
           - {hub: openai/gsm8k, config: main, split: test, revision: null}
@@ -27,6 +29,7 @@ not import lm-eval.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -121,7 +124,32 @@ def _spec_from(path: Path, cfg: dict) -> TaskSpec:
         extra_metrics=tuple(meta.get("extra_metrics") or ()),
         data_hashes=tuple(meta.get("data_hashes") or ()),
         unsafe_code=bool(cfg.get("unsafe_code", False)),
+        data_rows=_data_rows(path, meta),
+        fields=_fields(path, meta),
     )
+
+
+_FIELD_TYPE = re.compile(r"(str|int|number|bool|dict|list\[(str|int|number|dict|any)\]|index\([a-z_]+\))\??")
+
+
+def _fields(path: Path, meta: dict) -> tuple[tuple[str, str], ...]:
+    f = meta.get("fields") or {}
+    if not isinstance(f, dict) or not all(isinstance(k, str) and isinstance(v, str) and _FIELD_TYPE.fullmatch(v)
+                                          for k, v in f.items()):
+        raise UserError(f"{path}: metadata.forgetbench.fields must map row fields to types ({_FIELD_TYPE.pattern})")
+    return tuple(f.items())
+
+
+def _data_rows(path: Path, meta: dict) -> tuple[tuple[str, int, str], ...]:
+    rows = meta.get("data_rows") or {}
+    out = []
+    for h, v in rows.items() if isinstance(rows, dict) else [(None, None)]:
+        if not (isinstance(v, dict) and isinstance(v.get("n"), int) and isinstance(v.get("items"), str)):
+            raise UserError(f"{path}: metadata.forgetbench.data_rows must map data hashes to {{n, items}}")
+        if h not in (meta.get("data_hashes") or ()):
+            raise UserError(f"{path}: metadata.forgetbench.data_rows pins {h!r}, which is not in data_hashes")
+        out.append((h, v["n"], v["items"]))
+    return tuple(out)
 
 
 def _source(path: Path, src: DataSource) -> DataSource:

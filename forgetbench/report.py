@@ -1,7 +1,9 @@
 """Rendering a PairReport: an aligned plain-text table for the terminal, and a JSON round trip.
 
 Numbers in the table are points (x100, one decimal): base, tuned, and the signed delta with its
-95% CI, where positive = gain on a target / drop (forgetting) on a probe (see forgetbench.metrics).
+95% CI, where positive = gain on a target / drop (forgetting) on a probe (see forgetbench.metrics),
+then the exact McNemar p-value of the flips and the verdict (probes: Holm-adjusted over the pair's
+probes). The footer names the interval methods the table used (forgetbench.stats).
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ from typing import Any
 from .errors import UserError
 from .records import Estimate, ModelRef, PairReport, TaskDelta
 
-JSON_VERSION = 1
-_HEAD = ("task", "role", "metric", "n", "base", "tuned", "gain/drop [95% CI]", "forgot", "learned")
-_RIGHT = {3, 4, 5, 7, 8}  # numeric columns are right-aligned
+JSON_VERSION = 2  # 2: estimates carry their method; deltas carry p_mcnemar, p_holm, verdict
+_HEAD = ("task", "role", "metric", "n", "base", "tuned", "gain/drop [95% CI]", "forgot", "learned", "p", "verdict")
+_RIGHT = {3, 4, 5, 7, 8, 9}  # numeric columns are right-aligned
+_METHODS = {  # footer wording of forgetbench.stats method names
+    "tango": "Tango score", "tango-deff": "Tango score with a design effect (clusters/weights)",
+    "tango-range": "Tango score on the score range", "t": "Student t", "wilson": "Wilson",
+    "wilson-deff": "Wilson with a design effect", "wilson-range": "Wilson on the score range",
+    "mover": "MOVER mean",
+}
 
 
 def _pts(x: float, signed: bool = False) -> str:
@@ -27,11 +35,29 @@ def _delta_cell(e: Estimate) -> str:
     return f"{_pts(e.value, True)} [{_pts(e.lo, True)}, {_pts(e.hi, True)}]"
 
 
+def p_text(p: float | None) -> str:
+    """A p-value for a table cell: 3 decimals, "<0.001" below that, "" when absent."""
+    if p is None:
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def _row(d: TaskDelta, name: str, indent: str) -> list[str]:
     return [
         indent + name, d.role if not indent else "", d.metric, str(d.n), _pts(d.base.value), _pts(d.tuned.value),
-        _delta_cell(d.delta), str(d.forgotten), str(d.learned),
+        _delta_cell(d.delta), str(d.forgotten), str(d.learned), p_text(d.p_mcnemar), d.verdict or "",
     ]
+
+
+def _methods_line(report: PairReport) -> str:
+    rows = [r for d in report.deltas for r in (d, *d.sub.values())]
+    names = sorted({e.method for r in rows for e in (r.base, r.tuned, r.delta)} - {""})
+    if report.mean_drop is not None and report.mean_drop.method:
+        names = sorted({*names, report.mean_drop.method})
+    if not names:
+        return "95% CIs from a record that predates method names"
+    word = lambda m: _METHODS.get(m, m) if not m.startswith("mover(") else f"MOVER over strata of {m[6:-1]}"  # noqa: E731
+    return "95% CIs: " + "; ".join(f"{m} = {word(m)}" for m in names)
 
 
 def _model_line(label: str, m: ModelRef) -> str:
@@ -72,6 +98,9 @@ def render_table(report: PairReport) -> str:
     else:
         lines.append(f"forward KL: not computed ({report.settings.get('kl_skipped', 'no target task')})")
     lines.append("points = x100; gain/drop > 0 means the target improved / a probe got worse")
+    lines.append(_methods_line(report))
+    lines.append("p = exact McNemar test of forgot vs learned; verdict: probes Holm-adjusted over the pair's probes"
+                 " (dropped / improved / n.s.), the target unadjusted (gained / lost / n.s.)")
     return "\n".join(lines) + "\n"
 
 
@@ -81,7 +110,7 @@ def _plain(x: Any) -> Any:
 
 
 def _est_json(e: Estimate | None) -> dict | None:
-    return None if e is None else {"value": e.value, "lo": e.lo, "hi": e.hi}
+    return None if e is None else {"value": e.value, "lo": e.lo, "hi": e.hi, "method": e.method}
 
 
 def _delta_json(d: TaskDelta) -> dict:
@@ -95,6 +124,9 @@ def _delta_json(d: TaskDelta) -> dict:
         "delta": _est_json(d.delta),
         "forgotten": d.forgotten,
         "learned": d.learned,
+        "p_mcnemar": d.p_mcnemar,
+        "p_holm": d.p_holm,
+        "verdict": d.verdict,
         "sub": {k: _delta_json(s) for k, s in d.sub.items()},
     }
 
@@ -115,7 +147,9 @@ def to_json(report: PairReport) -> dict:
 
 
 def _est_from(d: dict | None) -> Estimate | None:
-    return None if d is None else Estimate(float(d["value"]), float(d["lo"]), float(d["hi"]))
+    if d is None:
+        return None
+    return Estimate(float(d["value"]), float(d["lo"]), float(d["hi"]), str(d.get("method") or ""))
 
 
 def _delta_from(d: dict) -> TaskDelta:
@@ -130,6 +164,9 @@ def _delta_from(d: dict) -> TaskDelta:
         forgotten=int(d["forgotten"]),
         learned=int(d["learned"]),
         sub={k: _delta_from(s) for k, s in (d.get("sub") or {}).items()},
+        p_mcnemar=d.get("p_mcnemar"),
+        p_holm=d.get("p_holm"),
+        verdict=d.get("verdict"),
     )
 
 

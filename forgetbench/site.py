@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from .fanout import chunked_map
 from .leaderboard import FORGOTTEN_CAP, valid_id
+from .report import p_text
 from .site_plots import Point, drop_at_gain, linear_fit, matched_gain_level, pareto_frontier, scatter
 
 N_COLOURS = 10  # static/leaderboard.css defines .c0 .. .c9
@@ -77,7 +78,7 @@ def environment(templates: Path | None = None) -> Environment:
     loaders.append(FileSystemLoader(str(assets_dir() / "templates")))
     env = Environment(loader=ChoiceLoader(loaders), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pts=pts, entry_href=entry_href, json_script=json_script)
+    env.filters.update(pts=pts, entry_href=entry_href, json_script=json_script, pvalue=p_text)
     env.globals.update(ci=ci, forgotten_cap=FORGOTTEN_CAP)
     return env
 

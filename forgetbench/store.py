@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
 
+from . import dbfile
 from .errors import UserError
 from .records import ItemResult, ModelRef, PairReport, TaskRun
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -34,11 +37,12 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS pairs (
   pair_id VARCHAR PRIMARY KEY, base_hash VARCHAR, tuned_hash VARCHAR, target VARCHAR,
   mean_drop DOUBLE, mean_drop_lo DOUBLE, mean_drop_hi DOUBLE, settings JSON, report JSON,
-  created_at TIMESTAMP);
+  created_at TIMESTAMP, mean_drop_method VARCHAR);
 CREATE TABLE IF NOT EXISTS pair_tasks (
   pair_id VARCHAR, task VARCHAR, metric VARCHAR, role VARCHAR, n INTEGER,
   base DOUBLE, base_lo DOUBLE, base_hi DOUBLE, tuned DOUBLE, tuned_lo DOUBLE, tuned_hi DOUBLE,
   delta DOUBLE, delta_lo DOUBLE, delta_hi DOUBLE, forgotten INTEGER, learned INTEGER,
+  base_method VARCHAR, tuned_method VARCHAR, delta_method VARCHAR, p_mcnemar DOUBLE, p_holm DOUBLE, verdict VARCHAR,
   PRIMARY KEY (pair_id, task, metric));
 CREATE TABLE IF NOT EXISTS kl_samples (
   sample_set VARCHAR, base_hash VARCHAR, task VARCHAR, data_hash VARCHAR, settings JSON,
@@ -54,6 +58,41 @@ CREATE TABLE IF NOT EXISTS pair_kl (
   rev_tok DOUBLE, rev_tok_lo DOUBLE, rev_tok_hi DOUBLE, tv_tok DOUBLE, tv_tok_lo DOUBLE, tv_tok_hi DOUBLE,
   settings JSON, created_at TIMESTAMP);
 """
+
+# Additive upgrades of older stores, run in one transaction when a store is opened for writing: rows
+# are never rewritten or dropped. Version 1 -> 2: interval methods and paired tests (issue 10); the
+# intervals already stored were percentile-bootstrap CIs, which their new method columns say.
+_OLD_METHOD = "percentile-bootstrap"
+MIGRATIONS = {
+    "1": [
+        "ALTER TABLE pairs ADD COLUMN mean_drop_method VARCHAR",
+        f"UPDATE pairs SET mean_drop_method = '{_OLD_METHOD}' WHERE mean_drop IS NOT NULL",
+        *(f"ALTER TABLE pair_tasks ADD COLUMN {c}" for c in (
+            "base_method VARCHAR", "tuned_method VARCHAR", "delta_method VARCHAR", "p_mcnemar DOUBLE",
+            "p_holm DOUBLE", "verdict VARCHAR")),
+        f"UPDATE pair_tasks SET base_method = '{_OLD_METHOD}', tuned_method = '{_OLD_METHOD}',"
+        f" delta_method = '{_OLD_METHOD}'",
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+    ],
+}
+
+
+@lru_cache(maxsize=1)
+def _expected_columns() -> dict[str, list]:
+    """(column, type) per table of SCHEMA, as DuckDB itself reports them (an in-memory copy)."""
+    con = dbfile.connect(":memory:")
+    try:
+        con.execute(SCHEMA)
+        out: dict[str, list] = {}
+        for t, c, ty in con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns"
+                                    " ORDER BY table_name, ordinal_position").fetchall():
+            out.setdefault(t, []).append((c, ty))
+        return out
+    finally:
+        con.close()
+
+
+_SCANNED: set[tuple] = set()  # (path, inode, size, mtime) of store files this process has read in full
 
 _RESULT_TABLES = ("models", "runs", "items", "pairs", "pair_tasks", "kl_samples", "kl_items", "pair_kl")
 
@@ -75,49 +114,145 @@ def pair_id(report: PairReport) -> str:
 
 
 class Store:
+    """The store file at `path`. Opening it never modifies a file that is not a healthy forgetbench
+    store of this schema: the header is sniffed and the tables are inspected on a read-only
+    connection first, and every fault becomes a UserError naming the real cause (forgetbench.dbfile)."""
+
     def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
-        if read_only and not self.path.exists():
+        self._old: str | None = None  # an older schema version, migrated when opened for writing
+        exists = self.path.exists()
+        if read_only and not exists:
             raise UserError(f"no store at {self.path}")
-        if self.path.exists() and self.path.is_dir():
+        if exists and self.path.is_dir():
             raise UserError(f"{self.path} is a directory, not a DuckDB file")
+        if exists:
+            why = dbfile.refusal(self.path)
+            if why:
+                raise UserError(f"{self.path} {why}; forgetbench did not change it (use another --db)")
+            with self._guard():
+                con = dbfile.connect(self.path, read_only=True)
+                try:
+                    self._check(con, read_only)
+                finally:
+                    con.close()
         if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)  # `--db results/new.duckdb` just works
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as e:
-            if "lock" in str(e).lower():
-                raise UserError(f"the store {self.path} is in use by another process") from e
-            raise UserError(f"{self.path} is not a readable DuckDB file ({e})") from e
-        except duckdb.Error as e:
-            raise UserError(f"{self.path} is not a readable DuckDB file ({e})") from e
-        self._check_or_create(read_only)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)  # `--db results/new.duckdb` just works
+            except OSError as e:
+                raise UserError(dbfile.explain(e, self.path)) from e
+        with self._guard():
+            self.con = dbfile.connect(self.path, read_only=read_only)
+        if not read_only:
+            with self._guard():
+                self.con.execute(SCHEMA)
+                self.con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+            if self._old is not None:
+                self._migrate(self._old)
 
-    def _check_or_create(self, read_only: bool) -> None:
-        tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if tables and "meta" not in tables:
-            raise UserError(f"{self.path} is a DuckDB file but not a forgetbench store (tables: {sorted(tables)})")
-        if "meta" in tables:
-            row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None or row[0] != SCHEMA_VERSION:
-                found = row[0] if row else "none"
-                raise UserError(f"{self.path}: store schema version {found}, this forgetbench needs {SCHEMA_VERSION}")
-        if read_only:
+    def _migrate(self, found: str) -> None:
+        """Upgrade a store of schema `found` to SCHEMA_VERSION in one transaction (nothing is lost)."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for sql in MIGRATIONS[found]:
+                self.con.execute(sql)
+            self.con.execute("COMMIT")
+        except Exception as e:
+            self._rollback(e)
+            raise
+        self._old = None
+
+    @contextmanager
+    def _guard(self, doing: str = ""):
+        """DuckDB and OS errors on this file -> one UserError line with the real cause."""
+        try:
+            yield
+        except (duckdb.Error, OSError) as e:
+            raise UserError(dbfile.explain(e, self.path) + (f" [{doing}]" if doing else "")) from e
+
+    def _check(self, con, read_only: bool) -> None:
+        """Refuse a foreign, newer or structurally damaged file (read-only connection; nothing written)."""
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if not tables:
+            if read_only:
+                raise UserError(f"{self.path} is an empty DuckDB file, not a forgetbench store (nothing stored yet)")
             return
-        self.con.execute(SCHEMA)
-        self.con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+        if "meta" not in tables:
+            raise UserError(f"{self.path} is a DuckDB file but not a forgetbench store (tables: {sorted(tables)[:8]});"
+                            " forgetbench did not change it")
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        found = row[0] if row else "none"
+        if found in MIGRATIONS:
+            self._old = found  # readable as is; migrated when opened for writing
+        elif found != SCHEMA_VERSION:
+            newer = str(found).isdigit() and int(found) > int(SCHEMA_VERSION)
+            raise UserError(f"{self.path}: store schema version {found}, this forgetbench reads {SCHEMA_VERSION}"
+                            + ("; it was written by a newer forgetbench: upgrade forgetbench" if newer else "")
+                            + " (the file was not changed)")
+        want = _expected_columns()
+        got: dict[str, list] = {}
+        for t, c, ty in con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns"
+                                    " ORDER BY table_name, ordinal_position").fetchall():
+            got.setdefault(t, []).append((c, ty))
+        for t in sorted(set(got) & set(want)):
+            if self._old is not None and got[t] == want[t][:len(got[t])]:
+                continue  # the migration adds the missing columns
+            if got[t] != want[t] and got[t] == want[t][:len(got[t])]:
+                raise UserError(f"{self.path}: table {t} lacks the columns {', '.join(c for c, _ in want[t][len(got[t]):])}"
+                                " of this forgetbench's store: it was written by an older forgetbench (the file was"
+                                " not changed)")
+            if got[t] != want[t]:
+                raise UserError(f"the store {self.path} is damaged: table {t} has columns"
+                                f" {', '.join(c for c, _ in got[t])[:200]}; a forgetbench store's {t} has"
+                                f" {', '.join(c for c, _ in want[t])} (forgetbench did not change the file)")
+        if not read_only:
+            self._scan(con, sorted(set(got) & set(want)))
+
+    def _scan(self, con, tables: list[str]) -> None:
+        """Read every block of every table before writing to the file: DuckDB checks a block's checksum
+        only when it reads it, so a damaged page would otherwise surface mid-evaluation, after this run
+        had written to the file. ~10 ms per MB; skipped when this process already scanned the file as
+        it is now."""
+        st = self.path.stat()
+        key = (str(self.path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+        if key in _SCANNED:
+            return
+        for t in tables:
+            con.execute(f"SELECT sum(hash(COLUMNS(*))) FROM {t}").fetchall()
+        _SCANNED.add(key)
 
     def close(self) -> None:
-        self.con.close()
+        with self._guard("closing"):
+            self.con.close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.close()
+        except UserError:
+            if exc is None:  # a failed close must not hide the error that is already on its way
+                raise
+
+    def _rollback(self, cause: Exception) -> None:
+        """Undo a failed write. When the failure was the file (full disk, read-only, damage), DuckDB has
+        often already aborted the transaction and ROLLBACK itself fails ("no transaction is active"):
+        that must not hide the real cause, which is raised as one clear UserError."""
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        if isinstance(cause, OSError) or (isinstance(cause, duckdb.Error) and not isinstance(
+                cause, (duckdb.ConstraintException, duckdb.ConversionException))):
+            raise UserError(dbfile.explain(cause, self.path)) from cause
 
     # ---- models
     def put_model(self, m: ModelRef) -> None:
+        with self._guard("recording a model"):
+            self._put_model(m)
+
+    def _put_model(self, m: ModelRef) -> None:
         self.con.execute(
             "INSERT OR IGNORE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [m.content_hash, m.spec, m.kind, m.path, m.revision, m.has_chat_template,
@@ -126,7 +261,8 @@ class Store:
 
     # ---- runs
     def has_run(self, rid: str) -> bool:
-        return self.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [rid]).fetchone() is not None
+        with self._guard("looking up a run"):
+            return self.con.execute("SELECT 1 FROM runs WHERE run_id = ?", [rid]).fetchone() is not None
 
     def put_run(self, run: TaskRun) -> str:
         import pandas as pd
@@ -168,12 +304,16 @@ class Store:
             )
             self.con.unregister("_fb_items")
             self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
+        except Exception as e:
+            self._rollback(e)
             raise
         return rid
 
     def get_run(self, rid: str) -> TaskRun:
+        with self._guard("reading a run"):
+            return self._get_run(rid)
+
+    def _get_run(self, rid: str) -> TaskRun:
         row = self.con.execute(
             "SELECT model_hash, task, task_version, data_hash, gen_key, gen_settings, provenance"
             " FROM runs WHERE run_id = ?", [rid]
@@ -203,26 +343,32 @@ class Store:
             self.con.execute("DELETE FROM pair_tasks WHERE pair_id = ?", [pid])
             self.con.execute("DELETE FROM pairs WHERE pair_id = ?", [pid])
             self.con.execute(
-                "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [pid, report.base.content_hash, report.tuned.content_hash, report.target,
                  md.value if md else None, md.lo if md else None, md.hi if md else None,
-                 json.dumps(report.settings, default=str), json.dumps(report_json, default=str), _now()],
+                 json.dumps(report.settings, default=str), json.dumps(report_json, default=str), _now(),
+                 md.method if md else None],
             )
             for d in report.deltas:
                 for metric, sub in [(d.metric, d), *sorted(d.sub.items())]:
                     self.con.execute(
-                        "INSERT INTO pair_tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO pair_tasks VALUES (" + ", ".join("?" * 22) + ")",
                         [pid, d.task, metric, d.role, sub.n, sub.base.value, sub.base.lo, sub.base.hi,
                          sub.tuned.value, sub.tuned.lo, sub.tuned.hi, sub.delta.value, sub.delta.lo,
-                         sub.delta.hi, sub.forgotten, sub.learned],
+                         sub.delta.hi, sub.forgotten, sub.learned, sub.base.method, sub.tuned.method,
+                         sub.delta.method, sub.p_mcnemar, sub.p_holm, sub.verdict],
                     )
             self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
+        except Exception as e:
+            self._rollback(e)
             raise
         return pid
 
     def put_pair_kl(self, pid: str, kl: dict) -> None:
+        with self._guard("writing the pair's KL"):
+            self._put_pair_kl(pid, kl)
+
+    def _put_pair_kl(self, pid: str, kl: dict) -> None:
         st = kl["settings"]
         cols = [v for k in ("fwd_seq", "fwd_tok", "rev_tok", "tv_tok") for v in (kl[k]["value"], kl[k]["lo"], kl[k]["hi"])]
         self.con.execute(

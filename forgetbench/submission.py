@@ -1,4 +1,4 @@
-"""The leaderboard submission format v1: constants, safe loading of an entry's files, schema checks.
+"""The leaderboard submission format (v2; v1 is still read): constants, safe loading of an entry's files.
 
 An entry is a folder `submissions/<id>/` with `metadata.yaml` (written by the submitter) and
 `results.json` (written by `forgetbench export`); submissions/README.md documents the format.
@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 FORMAT = "forgetbench-results"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: closed-form intervals with their methods, paired tests (forgetbench.stats)
+READ_FORMAT_VERSIONS = (1, 2)  # 1: percentile-bootstrap CIs; recomputed in the current format on reading
 SCHEMA_VERSION = 1
 METADATA_FILE = "metadata.yaml"
 RESULTS_FILE = "results.json"
@@ -41,7 +42,7 @@ MAX_VERIFIED_BYTES = 2**20
 MAX_TASKS = 100
 MAX_ITEMS = 20_000
 MAX_KL_ITEMS = 100_000
-MAX_N_BOOT = 20_000  # recomputation cost is linear in n_boot (a CI runs it); the store default is 10,000
+MAX_N_BOOT = 20_000  # KL (and format v1) bootstrap replicates; recomputing costs linear in it; default 10,000
 MAX_DEPTH = 32  # nesting of JSON/YAML containers (free-form settings included)
 MAX_INT_DIGITS = 19  # every integer in the format fits an int64
 MAX_ERRORS_PER_FILE = 50  # a systematically wrong file reports its first problems, then a count

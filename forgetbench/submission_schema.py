@@ -1,4 +1,4 @@
-"""Schema of the submission files (format v1, see submissions/README.md): types, required and
+"""Schema of the submission files (format v2, and v1 for reading; see submissions/README.md): types, required and
 unknown fields, enums, hashes, ids and count caps, reported as Problem(file, JSON path, problem).
 
 Pure structure only: whether the numbers are right (recomputed from the items), whether the tasks
@@ -15,9 +15,11 @@ from typing import Any
 
 from .submission import (
     DOC_HASH, ENTRY_ID, FORMAT, FORMAT_VERSION, GEN_KEY, HEX64, HUB_ID, MAX_ERRORS_PER_FILE, MAX_ITEMS,
-    MAX_KL_ITEMS, MAX_N_BOOT, MAX_TASKS, METADATA_FILE, METHODS, RESULTS_FILE, ROLES, SCHEMA_VERSION, SPDX,
-    VERIFIED_FILE, Problem,
+    MAX_KL_ITEMS, MAX_N_BOOT, MAX_TASKS, METADATA_FILE, METHODS, READ_FORMAT_VERSIONS, RESULTS_FILE, ROLES,
+    SCHEMA_VERSION, SPDX, VERIFIED_FILE, Problem,
 )
+
+VERDICTS = ("dropped", "improved", "gained", "lost", "n.s.")
 
 
 def _kind(v: Any) -> str:
@@ -156,26 +158,40 @@ def check_metadata(md: Any) -> list[Problem]:
     return c.problems()
 
 
-def _estimate(c: Checker, v, path: str) -> bool:
-    if not c.mapping(v, path, ("value", "lo", "hi")):
+def _estimate(c: Checker, v, path: str, v2: bool = False) -> bool:
+    if not c.mapping(v, path, ("value", "lo", "hi", *(("method",) if v2 else ()))):
         return False
-    return all([c.number(v[k], f"{path}.{k}") for k in ("value", "lo", "hi")])
+    ok = all([c.number(v[k], f"{path}.{k}") for k in ("value", "lo", "hi")])
+    return (c.string(v["method"], f"{path}.method", max_len=100) and ok) if v2 else ok
 
 
-def _aggregate(c: Checker, a, path: str, is_sub: bool) -> None:
+def _p_value(c: Checker, v, path: str) -> None:
+    if v is not None and c.number(v, path) and not 0 <= v <= 1:
+        c.err(path, f"{v!r} is not a probability")
+
+
+def _aggregate(c: Checker, a, path: str, is_sub: bool, v2: bool) -> None:
     req = ("n", "base", "tuned", "delta", "forgotten", "learned") + (("metric",) if is_sub else ("sub",))
+    if v2:
+        req += ("p_mcnemar",) if is_sub else ("p_mcnemar", "p_holm", "verdict")
     if not c.mapping(a, path, req):
         return
     if is_sub:
         c.string(a["metric"], f"{path}.metric", max_len=200)
     c.integer(a["n"], f"{path}.n", 1, MAX_ITEMS)
     for k in ("base", "tuned", "delta"):
-        _estimate(c, a[k], f"{path}.{k}")
+        _estimate(c, a[k], f"{path}.{k}", v2)
     for k in ("forgotten", "learned"):
         c.integer(a[k], f"{path}.{k}", 0, MAX_ITEMS)
+    if v2:
+        _p_value(c, a["p_mcnemar"], f"{path}.p_mcnemar")
+        if not is_sub:
+            _p_value(c, a["p_holm"], f"{path}.p_holm")
+            if a["verdict"] is not None:
+                c.choice(a["verdict"], f"{path}.verdict", VERDICTS)
     if not is_sub and c.mapping(a["sub"], f"{path}.sub", strict=False):
         for name, s in a["sub"].items():
-            _aggregate(c, s, key_path(f"{path}.sub", str(name)), True)
+            _aggregate(c, s, key_path(f"{path}.sub", str(name)), True, v2)
 
 
 def _side(c: Checker, s, path: str) -> None:
@@ -213,7 +229,7 @@ def _item_ok(it) -> bool:
             and _side_ok(it["tuned"]))
 
 
-def _task(c: Checker, t, p: str) -> None:
+def _task(c: Checker, t, p: str, v2: bool) -> None:
     req = ("task", "version", "role", "primary_metric", "data_hash", "gen_key", "gen_settings", "aggregate", "items")
     if not c.mapping(t, p, req, ("tuned_gen_key", "tuned_gen_settings")):
         return
@@ -228,7 +244,7 @@ def _task(c: Checker, t, p: str) -> None:
         c.string(t["tuned_gen_key"], f"{p}.tuned_gen_key", GEN_KEY, what="a hex settings key")
     if "tuned_gen_settings" in t:
         c.mapping(t["tuned_gen_settings"], f"{p}.tuned_gen_settings", strict=False)
-    _aggregate(c, t["aggregate"], f"{p}.aggregate", False)
+    _aggregate(c, t["aggregate"], f"{p}.aggregate", False, v2)
     if not c.items(t["items"], f"{p}.items", 1, MAX_ITEMS):
         return
     for j, it in enumerate(t["items"]):
@@ -277,15 +293,18 @@ def _kl(c: Checker, k) -> None:
 
 def check_results(r: Any) -> list[Problem]:
     c = Checker(RESULTS_FILE)
-    req = ("format", "format_version", "exported_at", "versions", "seed", "pair", "bootstrap", "tasks",
-           "mean_drop", "kl")
+    v2 = not (isinstance(r, dict) and r.get("format_version") == 1)
+    # v1 carried the bootstrap that made its CIs; v2 the interval settings (forgetbench.stats.settings)
+    req = ("format", "format_version", "exported_at", "versions", "seed", "pair", "intervals" if v2 else "bootstrap",
+           "tasks", "mean_drop", "kl")
     if not c.mapping(r, "", req) and not isinstance(r, dict):
         return c.problems()
     g = r.get
     if "format" in r and g("format") != FORMAT:
         c.err("format", f"must be {FORMAT!r}")
-    if "format_version" in r and g("format_version") != FORMAT_VERSION:
-        c.err("format_version", f"must be {FORMAT_VERSION} (this forgetbench reads only version {FORMAT_VERSION})")
+    if "format_version" in r and (isinstance(g("format_version"), bool) or g("format_version") not in READ_FORMAT_VERSIONS):
+        c.err("format_version", f"must be {FORMAT_VERSION} (this forgetbench reads versions"
+              f" {', '.join(map(str, READ_FORMAT_VERSIONS))}; re-export the pair with `forgetbench export`)")
     if "exported_at" in r:
         c.string(g("exported_at"), "exported_at", re.compile(r"\d{4}-\d\d-\d\dT[0-9:.+Z-]+"), what="an ISO 8601 time")
     if "versions" in r and c.mapping(g("versions"), "versions", strict=False):
@@ -302,16 +321,22 @@ def check_results(r: Any) -> list[Problem]:
         c.string(p["target"], "pair.target", null=True, max_len=200)
         c.mapping(p["settings"], "pair.settings", strict=False)
     b = g("bootstrap")
-    if "bootstrap" in r and c.mapping(b, "bootstrap", ("n_boot", "seed", "ci")):
+    if not v2 and "bootstrap" in r and c.mapping(b, "bootstrap", ("n_boot", "seed", "ci")):
         c.integer(b["n_boot"], "bootstrap.n_boot", 1, MAX_N_BOOT)
         c.integer(b["seed"], "bootstrap.seed", 0)
         if b["ci"] != 0.95 or isinstance(b["ci"], bool):
             c.err("bootstrap.ci", "must be 0.95")
+    iv = g("intervals")
+    if v2 and "intervals" in r and c.mapping(iv, "intervals", ("scheme", "level", "test")):
+        c.string(iv["scheme"], "intervals.scheme", max_len=100)
+        c.string(iv["test"], "intervals.test", max_len=100)
+        if iv["level"] != 0.95 or isinstance(iv["level"], bool):
+            c.err("intervals.level", "must be 0.95")
     if "tasks" in r and c.items(g("tasks"), "tasks", 1, MAX_TASKS):
         for i, t in enumerate(g("tasks")):
-            _task(c, t, f"tasks[{i}]")
+            _task(c, t, f"tasks[{i}]", v2)
     if "mean_drop" in r and g("mean_drop") is not None:
-        _estimate(c, g("mean_drop"), "mean_drop")
+        _estimate(c, g("mean_drop"), "mean_drop", v2)
     if "kl" in r and g("kl") is not None:
         _kl(c, g("kl"))
     return c.problems()

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from . import paths, registry
+from .argtypes import SEED
 from .data import _import, _read_jsonl, canonical, load_docs, read_source
 from .errors import UserError
 from .records import DataSource
@@ -349,7 +350,7 @@ def add_arguments(p) -> None:
     p.add_argument("--recipe", type=Path, help="YAML settings, e.g. recipes/cpu/sft.yaml (see recipes/README.md)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one recipe setting (repeatable), e.g. --set lr=5e-5 --set max_steps=20")
-    p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
+    p.add_argument("--seed", type=SEED, help="shorthand for --set seed=N")
     p.add_argument("--out", type=Path, help="checkpoint folder (default: $FORGETBENCH_HOME/runs/<method>-<task>-<key>)")
     p.add_argument("--data", type=Path, help="training data, JSONL: sft {prompt, response} pairs; other methods "
                    "rows in the task's schema (default: the task's training source / generator)")

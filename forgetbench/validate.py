@@ -5,9 +5,13 @@ Per entry: the schema (forgetbench.submission_schema), folder name == metadata.i
 results hashes, target known; every aggregate recomputed from the per-item rows with
 forgetbench.metrics and the KL estimate with forgetbench.kl.summarize (forgetbench.recompute);
 task versions and data hashes against the registry (a mismatch makes the entry STALE, a warning).
-Across entries of a submissions root: no two entries with the same (base, tuned, target) or id, and
-base scores equal to the canonical entry of the same base (verified first, else the lexicographically
-first reference entry) wherever both ran the same task version, data and generation settings.
+Whether the entry is what the registry says it is (its rows, its suite, metric ranges, the project's
+interval settings, text that can be written) is forgetbench.integrity's part. Across entries of a
+submissions root (forgetbench.trust, submissions/README.md "Trust"): badges only from the maintainers'
+verified.yaml / reference.yaml; a duplicate pair or a copy of another entry's tuned results is an error
+on the later entry only (git order), and base scores must equal those of the canonical run of the same
+base identity (the first verified entry with the same base hash and output-changing settings) wherever
+both ran the same task version, data and generation settings.
 
 `validate_entries(paths)` is the pure core the leaderboard builder calls; it never raises on bad
 input: every problem is a Problem(file, field, problem) in the entry's report. The per-entry part
@@ -19,20 +23,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import registry
+from . import integrity, registry
 from .target_prompts import is_prompt_target
 from .errors import UserError
 from .fanout import chunked_map
 from .recompute import check_numbers, duplicate_rows
 from .submission import (
-    MAX_METADATA_BYTES, MAX_RESULTS_BYTES, MAX_VERIFIED_BYTES, METADATA_FILE, RESULTS_FILE, VERIFIED_FILE, Invalid,
-    Problem, parse_json, parse_yaml, read_capped,
+    MAX_METADATA_BYTES, MAX_RESULTS_BYTES, METADATA_FILE, RESULTS_FILE, Invalid, Problem, parse_json, parse_yaml,
+    read_capped,
 )
-from .submission_schema import check_metadata, check_results, check_verified
+from .submission_schema import check_metadata, check_results
+from .trust import LIST_FILES, Trust, base_identity, tuned_fingerprint
 
 OK, STALE, INVALID = "ok", "stale", "invalid"
 ENTRY_FILES = (METADATA_FILE, RESULTS_FILE)
@@ -66,6 +72,7 @@ class _Entry:
     metadata: dict | None = None  # set only when schema-valid
     results: dict | None = None  # set only when schema-valid
     sha256: str | None = None
+    fingerprint: str | None = None  # forgetbench.trust.tuned_fingerprint of a schema-valid results.json
 
     @property
     def id(self) -> str:
@@ -84,7 +91,7 @@ class _Entry:
 
 def is_root(p: Path) -> bool:
     """A submissions root (holds entry folders) rather than an entry folder."""
-    if (p / VERIFIED_FILE).exists():
+    if any((p / f).exists() for f in LIST_FILES):
         return True
     if any((p / f).exists() or (p / f).is_symlink() for f in ENTRY_FILES):
         return False
@@ -113,7 +120,7 @@ def _discover(paths, root: Path | None) -> tuple[list[Path], list[Path]]:
             targets.extend(entry_dirs(p))
         else:
             targets.append(p)
-            if root is None and (p.parent / VERIFIED_FILE).exists():
+            if root is None and any((p.parent / f).exists() for f in LIST_FILES):
                 roots.append(p.parent)
     return targets, list(dict.fromkeys(roots))
 
@@ -140,7 +147,7 @@ def load_entry(path: Path) -> _Entry:
     md = res = None
     try:
         md = parse_yaml(read_capped(path / METADATA_FILE, MAX_METADATA_BYTES), METADATA_FILE)
-        probs = check_metadata(md)
+        probs = check_metadata(md) + integrity.unencodable(md, METADATA_FILE)
         e.errors += probs
         e.metadata = None if probs else md
     except Invalid as x:
@@ -150,11 +157,20 @@ def load_entry(path: Path) -> _Entry:
         e.sha256 = hashlib.sha256(data).hexdigest()
         res = parse_json(data, RESULTS_FILE)
         probs = check_results(res)
+        # A lone surrogate can only come from a \udXXX escape (raw UTF-8 cannot hold one): walk every
+        # string only when the file has such an escape.
+        if _SURROGATE_ESCAPE.search(data):
+            probs += integrity.unencodable(res, RESULTS_FILE)
         e.errors += probs
         e.results = None if probs else res
     except Invalid as x:
         e.errors.append(x.problem)
+    if e.results is not None:
+        e.fingerprint = tuned_fingerprint(e.results)
     return e
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 
 
 def _check_consistency(e: _Entry, tasks: dict) -> None:
@@ -206,23 +222,18 @@ def _check_consistency(e: _Entry, tasks: dict) -> None:
         if spec.data_hashes and t["data_hash"] not in spec.data_hashes:
             e.warnings.append(Problem(RESULTS_FILE, f"{p}.data_hash", f"stale: data hash {t['data_hash'][:12]}... is"
                                       f" not among the registry's accepted hashes for {name}"))
-    e.errors.extend(check_numbers(res, tasks))
+    errors, warnings = integrity.check(res, tasks)
+    e.errors += errors
+    e.warnings += warnings
+    v1 = res["format_version"] == 1
+    e.errors.extend(check_numbers(res, tasks))  # a valid v1 entry comes back upgraded to the current format
+    if v1 and not e.errors:
+        e.warnings.append(Problem(RESULTS_FILE, "format_version", "format 1 (percentile-bootstrap CIs): its intervals"
+                                  " and tests were recomputed from the items with forgetbench.stats; re-export the pair"
+                                  " with `forgetbench export` to store them"))
 
 
 # ------------------------------------------------------------------------------------ across entries
-
-
-def _verified(root: Path) -> tuple[dict[str, str], list[Problem]]:
-    if not (root / VERIFIED_FILE).exists() and not (root / VERIFIED_FILE).is_symlink():
-        return {}, []
-    try:
-        v = parse_yaml(read_capped(root / VERIFIED_FILE, MAX_VERIFIED_BYTES), VERIFIED_FILE)
-    except Invalid as x:
-        if x.problem.problem == "is empty":
-            return {}, []
-        return {}, [x.problem]
-    probs = check_verified(v)
-    return ({} if probs else {e["id"]: e["sha256"] for e in v or []}), probs
 
 
 def _base_scores(t: dict) -> dict[int, tuple[str, float]]:
@@ -240,53 +251,49 @@ def _check_canonical(e: _Entry, canon: _Entry) -> None:
         if differ:
             e.errors.append(Problem(RESULTS_FILE, f"tasks[{i}].items", f"base scores on task {t['task']} differ from"
                                     f" the canonical entry {canon.id!r} for this base model on {differ} of"
-                                    f" {len(theirs)} items (same task version, data and generation settings)"))
+                                    f" {len(theirs)} items (same base settings, task version, data and generation"
+                                    " settings)"))
 
 
-def _cross_checks(targets: list[_Entry], universe: list[_Entry], verified: dict[str, str]) -> None:
+def _cross_checks(targets: list[_Entry], universe: list[_Entry], trust: Trust) -> None:
+    """Ids, duplicates and copies (the earlier entry stays), maintainers' lists, canonical base scores."""
     by_id: dict[str, list[_Entry]] = {}
-    by_key: dict[tuple, list[_Entry]] = {}
     for u in universe:
         by_id.setdefault(u.id, []).append(u)
-        if u.key is not None:
-            by_key.setdefault(u.key, []).append(u)
     ok = lambda u: u.metadata is not None and u.results is not None  # noqa: E731
-    # The canonical entry of each base hash, computed once (per entry it made this quadratic).
-    by_base: dict[str, list[_Entry]] = {}
-    for u in universe:
-        if ok(u):
-            by_base.setdefault(u.key[0], []).append(u)
-    canonical = {}
-    for base, same_base in by_base.items():
-        cands = sorted((u for u in same_base if verified.get(u.id) == u.sha256), key=lambda u: u.id) or sorted(
-            (u for u in same_base if u.metadata.get("reference") is True), key=lambda u: u.id)
-        canonical[base] = cands[0] if cands else None
+    # The earliest entry of each pair key and of each tuned fingerprint (precedence: forgetbench.trust).
+    first_key: dict[tuple, _Entry] = {}
+    first_print: dict[str, _Entry] = {}
+    for u in sorted((u for u in universe if u.results is not None), key=trust.precedence):
+        first_key.setdefault(u.key, u)
+        first_print.setdefault(u.fingerprint, u)
+    canonical = trust.canonical(u for u in universe if ok(u))
     for e in targets:
         others = [u for u in by_id.get(e.id, []) if u is not e]
         if others:
             e.errors.append(Problem(e.path.name, "id", f"id {e.id!r} is also used by {others[0].path}"))
-        others = [u for u in by_key.get(e.key, []) if u is not e] if e.key else []
-        if others:
-            e.errors.append(Problem(RESULTS_FILE, "pair", "duplicate: entry " + ", ".join(sorted(u.id for u in others))
-                                    + " has the same base, tuned model and target"))
-        if e.id in verified and e.sha256 != verified[e.id]:
-            e.errors.append(Problem(VERIFIED_FILE, e.id, "results.json changed since it was verified (sha256"
-                                    f" {(e.sha256 or 'unreadable')[:12]}... != {verified[e.id][:12]}...)"))
+        if e.key is not None and first_key[e.key] is not e:
+            earlier = first_key[e.key]
+            e.errors.append(Problem(RESULTS_FILE, "pair", f"duplicate: entry {earlier.id!r} came first with the same"
+                                    " base, tuned model and target (the earlier entry stays; see submissions/README.md,"
+                                    " Trust)"))
+        elif e.fingerprint is not None and first_print[e.fingerprint] is not e:
+            earlier = first_print[e.fingerprint]
+            e.errors.append(Problem(RESULTS_FILE, "tasks", f"copy: the tuned model's per-item results are identical to"
+                                    f" those of entry {earlier.id!r}, which came first with another tuned hash (the"
+                                    " earlier entry stays)"))
+        e.errors += trust.list_problems(e)
         if not ok(e):
             continue
-        canon = canonical.get(e.key[0])
+        canon = canonical.get(base_identity(e.results))
         if canon is not None and canon is not e:
             _check_canonical(e, canon)
 
 
-def _report(e: _Entry, verified: dict[str, str]) -> EntryReport:
+def _report(e: _Entry, trust: Trust) -> EntryReport:
     stale = any(w.problem.startswith("stale") for w in e.warnings)
     status = INVALID if e.errors else STALE if stale else OK
-    badges = ["verified" if e.sha256 is not None and verified.get(e.id) == e.sha256 else "self-reported"]
-    if e.metadata is not None and e.metadata.get("reference") is True:
-        badges.append("reference")
-    if stale:
-        badges.append("stale")
+    badges = trust.badges(e) + (["stale"] if stale else [])
     return EntryReport(e.path.name or str(e.path), str(e.path), status, tuple(badges), tuple(e.errors), tuple(e.warnings),
                        e.metadata, e.results, e.sha256)
 
@@ -295,16 +302,12 @@ def validate_entries(paths, root: Path | None = None, while_waiting=None) -> lis
     """Reports for the entry folders in `paths` (a submissions root stands for all its entries).
 
     Duplicates and canonical base scores are checked against every entry of `root` and of the roots
-    the paths are in (a folder holding verified.yaml). Never raises on malformed entries.
+    the paths are in (a folder holding verified.yaml or reference.yaml). Never raises on malformed entries.
     `while_waiting()`, if given, runs in this process while worker processes check the entries (the
     leaderboard builder imports its next stages meanwhile)."""
     targets, roots = _discover(paths, root)
-    verified: dict[str, str] = {}
-    vprobs: list[Problem] = []
-    for r in roots:
-        v, probs = _verified(r)
-        verified.update(v)
-        vprobs += probs
+    trust = Trust(roots)
+    vprobs: list[Problem] = list(trust.problems)
     try:
         tasks = registry.all_tasks()
     except UserError as x:  # a broken registry is the checkout's problem, reported on every entry
@@ -320,11 +323,11 @@ def validate_entries(paths, root: Path | None = None, while_waiting=None) -> lis
     mine = [loaded[Path(p).absolute()] for p in targets]
     universe = list(loaded.values())
     try:
-        _cross_checks(mine, universe, verified)
+        _cross_checks(mine, universe, trust)
     except Exception as x:  # noqa: BLE001
         for e in mine:
             e.errors.append(_internal(x))
-    return [_report(e, verified) for e in mine]
+    return [_report(e, trust) for e in mine]
 
 
 # Below this many entries a process pool costs more to start than it saves.

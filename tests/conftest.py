@@ -118,3 +118,26 @@ def registry_without_data_hashes(monkeypatch):
 
     real = registry.all_tasks()
     monkeypatch.setattr(registry, "all_tasks", lambda: {k: replace(v, data_hashes=()) for k, v in real.items()})
+
+
+@pytest.fixture
+def registry_pinned_to_fixtures(monkeypatch):
+    """The registry as if the hand-written fixture rows (tests/fixtures/hf) were the real data: each
+    hub task accepts exactly its fixture rows' data hash and pins them (`data_rows`), so entries built
+    from the fixtures are fully checked, rows included. Generated (lite) tasks stay as registered."""
+    from dataclasses import replace
+
+    from forgetbench import data, registry
+
+    fixtures = Path(__file__).parent / "fixtures" / "hf"
+    real = registry.all_tasks()
+    pinned = {}
+    for name, spec in real.items():
+        if all(s.generator for s in spec.sources):
+            pinned[name] = spec
+            continue
+        docs = data.load_docs(spec, data_dir=fixtures)
+        pinned[name] = replace(spec, data_hashes=(docs.data_hash,), data_rows=(
+            (docs.data_hash, len(docs.rows), data.items_hash(data.docs_items(docs))),))
+    monkeypatch.setattr(registry, "all_tasks", lambda: pinned)
+    return pinned

@@ -4,11 +4,11 @@ snapshot_download and datasets' load_dataset call, serving repositories held in 
 Served (HF_ENDPOINT=http://127.0.0.1:PORT):
   GET  /api/{models|datasets}/{repo}/revision/{rev}        repo info: sha (the commit), siblings
   GET  /api/{models|datasets}/{repo}/tree/{rev}[/{path}]   file and folder listing (?recursive=true)
-  POST /api/{models|datasets}/{repo}/paths-info/{rev}      info on given paths
   HEAD|GET /{repo}/resolve/{rev}/{file}, /datasets/{repo}/resolve/{rev}/{file}   file metadata / bytes
 A revision is a branch or tag name the repo lists, or its commit id. Anything else is answered 404 with
 the hub's X-Error-Code header (RepoNotFound, RevisionNotFound, EntryNotFound). Every request is logged
-in `Hub.log` as (method, path without the query). Simplifications: one commit per repository, no LFS or
+in `Hub.log` as (method, path without the query); huggingface_hub 2.4 also asks GET /api/agent-harnesses
+(telemetry, best effort: answered 404). Simplifications: one commit per repository, no LFS or
 Xet headers (every file is a plain git blob to the client), no auth, no pagination.
 """
 
@@ -72,9 +72,6 @@ class Hub:
             def do_GET(self):
                 hub._handle(self, "GET")
 
-            def do_POST(self):
-                hub._handle(self, "POST")
-
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -93,13 +90,10 @@ class Hub:
         url = urlsplit(h.path)
         path = unquote(url.path)
         self.log.append((method, path))
-        body = b""
-        if method == "POST":
-            body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         parts = path.strip("/").split("/")
         try:
             if parts[0] == "api" and parts[1] in ("models", "datasets"):
-                self._api(h, method, "model" if parts[1] == "models" else "dataset", parts[2:], url.query, body)
+                self._api(h, "model" if parts[1] == "models" else "dataset", parts[2:], url.query)
             elif "resolve" in parts:
                 kind = "dataset" if parts[0] == "datasets" else "model"
                 parts = parts[1:] if kind == "dataset" else parts
@@ -123,11 +117,10 @@ class Hub:
             return None
         return repo, rev, "/".join(rest[i + 2:])
 
-    def _api(self, h, method, kind, rest, query, body) -> None:
-        verb = next((v for v in ("revision", "tree", "paths-info") if v in rest), None)
-        if verb is None:  # /api/models/{repo} (no revision: main)
-            rest = [*rest, "revision", "main"]
-            verb = "revision"
+    def _api(self, h, kind, rest, query) -> None:
+        verb = next((v for v in ("revision", "tree") if v in rest), None)
+        if verb is None:
+            return self._error(h, 404, "RepoNotFound", "not served")
         found = self._find(h, kind, rest, verb)
         if found is None:
             return
@@ -140,23 +133,17 @@ class Hub:
             if kind == "dataset":
                 info["cardData"] = {}
             return self._json(h, info)
-        if verb == "tree":
-            recursive = parse_qs(query).get("recursive", ["false"])[0].lower() == "true"
-            prefix = sub.strip("/")
-            if prefix and prefix not in repo.dirs():
-                return self._error(h, 404, "EntryNotFound", f"{prefix} does not exist")
-            names = sorted(set(repo.files) | repo.dirs())
-            under = [n for n in names if (not prefix or n.startswith(prefix + "/"))]
-            if not recursive:
-                depth = prefix.count("/") + 1 if prefix else 0
-                under = [n for n in under if n.count("/") == depth]
-            return self._json(h, [repo.entry(n) for n in under])
-        fields = parse_qs(body.decode()) if body else {}
-        if not fields and body:
-            fields = json.loads(body)
-        paths = fields.get("paths", [])
-        known = set(repo.files) | repo.dirs()
-        return self._json(h, [repo.entry(p) for p in paths if p in known])
+        # tree
+        recursive = parse_qs(query).get("recursive", ["false"])[0].lower() == "true"
+        prefix = sub.strip("/")
+        if prefix and prefix not in repo.dirs():
+            return self._error(h, 404, "EntryNotFound", f"{prefix} does not exist")
+        names = sorted(set(repo.files) | repo.dirs())
+        under = [n for n in names if (not prefix or n.startswith(prefix + "/"))]
+        if not recursive:
+            depth = prefix.count("/") + 1 if prefix else 0
+            under = [n for n in under if n.count("/") == depth]
+        return self._json(h, [repo.entry(n) for n in under])
 
     def _resolve(self, h, method, kind, repo_id, rev, path) -> None:
         found = self._find(h, kind, [*repo_id.split("/"), "resolve", rev], "resolve")

@@ -42,7 +42,7 @@ def test_corrupt_db_is_refused_and_kept(tmp_path, capsys, fb_home, fake):
     db = tmp_path / "s.duckdb"
     db.write_bytes(b"\x00garbage" * 64)
     code, _, err = _run(capsys, "eval", fake, fake, "--tasks", "gsm8k", "--data-dir", FIXTURES, "--db", db)
-    assert code == 2 and "not a readable DuckDB file" in err
+    assert code == 2 and "not a DuckDB file" in err
     assert db.read_bytes() == b"\x00garbage" * 64
 
 

@@ -79,7 +79,7 @@ def test_limit_changes_data_hash_and_keeps_clusters(tmp_path):
 
 
 def test_missing_cluster_field_is_reported():
-    with pytest.raises(UserError, match="no field 'topic'"):
+    with pytest.raises(UserError, match="field 'topic' is missing"):
         data.load_docs(_spec(cluster_key="topic"), data_dir=FIXTURES)
 
 

@@ -46,10 +46,14 @@ def test_known_outcomes_give_hand_computed_drop_and_ci(tmp_path, capsys, fb_home
     assert t["role"] == "probe" and t["n"] == 3
     assert t["base"]["value"] == pytest.approx(1.0) and t["tuned"]["value"] == pytest.approx(1 / 3)
     assert t["delta"]["value"] == pytest.approx(2 / 3)  # drop = base - tuned
-    # per-item drops are (0, 1, 1): a bootstrap mean of 0 has probability (1/3)^3 = 3.7% > 2.5%,
-    # and of 1 has (2/3)^3 = 29.6%, so the 95% percentile interval is exactly [0, 1].
-    assert (t["delta"]["lo"], t["delta"]["hi"]) == (pytest.approx(0.0), pytest.approx(1.0))
+    # per-item drops are (0, 1, 1): 2 items forgotten, none learned, of 3: Tango's score interval
+    from forgetbench.stats import z_quantile
+    from forgetbench.stats.intervals import tango
+
+    lo, hi = tango(0, 2, 3, z_quantile(0.95))  # of tuned - base
+    assert (t["delta"]["lo"], t["delta"]["hi"], t["delta"]["method"]) == (-hi, -lo, "tango")
     assert (t["forgotten"], t["learned"]) == (2, 0)
+    assert (t["p_mcnemar"], t["p_holm"], t["verdict"]) == (0.5, 0.5, "n.s.")  # 2 vs 0 flips cannot reject
     assert rep["mean_drop"]["value"] == pytest.approx(2 / 3)
 
 
@@ -60,8 +64,9 @@ def test_same_model_gives_zero_gain_zero_drop_no_flips(tmp_path, capsys, fb_home
     assert code == 0, err
     assert {t["task"] for t in rep["deltas"]} == {t.name for t in registry.suite("core")}
     for t in rep["deltas"]:
-        assert t["delta"]["value"] == 0 and t["delta"]["lo"] == 0 and t["delta"]["hi"] == 0, t["task"]
-        assert t["forgotten"] == 0 and t["learned"] == 0
+        # no flip: zero, with an interval that still says how much these few rows could hide
+        assert t["delta"]["value"] == 0 and t["delta"]["lo"] < 0 < t["delta"]["hi"], t["task"]
+        assert t["forgotten"] == 0 and t["learned"] == 0 and t["p_mcnemar"] == 1.0
 
 
 def test_every_registered_task_renders_and_scores_fixture_rows(tmp_path, capsys, fb_home):

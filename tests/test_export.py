@@ -1,4 +1,4 @@
-"""`forgetbench export`: a stored pair -> results.json + metadata template (submission format v1)."""
+"""`forgetbench export`: a stored pair -> results.json + metadata template (submission format v2)."""
 
 import argparse
 import importlib.util
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forgetbench import export
+from forgetbench import export, stats
 from forgetbench.errors import UserError
 from forgetbench.kl import KLItems, summarize
 from forgetbench.store import Store
@@ -43,11 +43,12 @@ def test_results_carry_the_stored_items_and_aggregates(store, tmp_path):
     res = export.export_entry(db, out, base=base, tuned=tuned)
     assert res.entry_id == "my-entry" and res.wrote_metadata
     r = json.loads((out / "results.json").read_text())
-    assert (r["format"], r["format_version"]) == ("forgetbench-results", 1)
-    assert r["bootstrap"] == {"n_boot": 10000, "seed": 0, "ci": 0.95} and r["kl"] is None
+    assert (r["format"], r["format_version"]) == ("forgetbench-results", 2)
+    assert r["intervals"] == stats.settings() and "bootstrap" not in r and r["kl"] is None
     assert [t["task"] for t in r["tasks"]][0] == "countdown"  # the target first, as in the report
     roles = {t["task"]: t["role"] for t in r["tasks"]}
-    assert roles == {"countdown": "target", "gsm8k": "probe", "safety": "probe", "ifeval": "probe"}
+    assert roles.pop("countdown") == "target" and set(roles.values()) == {"probe"}
+    assert {"gsm8k", "safety", "ifeval"} <= set(roles)
     with Store(db, read_only=True) as s:
         pair = s.con.execute("SELECT pair_id, report FROM pairs").fetchall()
         assert len(pair) == 1 and pair[0][0] == res.pair_id
@@ -65,6 +66,17 @@ def test_results_carry_the_stored_items_and_aggregates(store, tmp_path):
     assert sorted(it["tuned"]["score"] for it in gsm["items"]) == [0.0, 0.0, 1.0]
     want = next(d for d in report["deltas"] if d["task"] == "gsm8k")
     assert gsm["aggregate"]["delta"] == want["delta"] and gsm["aggregate"]["delta"]["value"] == pytest.approx(2 / 3)
+    # eval's table/JSON, the store and the export agree to the bit, methods and tests included
+    for k in ("base", "tuned", "p_mcnemar", "p_holm", "verdict", "forgotten", "learned"):
+        assert gsm["aggregate"][k] == want[k], k
+    assert gsm["aggregate"]["delta"]["method"] == "tango" and gsm["aggregate"]["base"]["method"] == "wilson"
+    with Store(db, read_only=True) as s:
+        row = s.con.execute("SELECT delta, delta_lo, delta_hi, delta_method, p_mcnemar, p_holm, verdict FROM pair_tasks"
+                            " WHERE task = 'gsm8k' AND metric = ?", [want["metric"]]).fetchone()
+        md_row = s.con.execute("SELECT mean_drop, mean_drop_lo, mean_drop_hi, mean_drop_method FROM pairs").fetchone()
+    d = gsm["aggregate"]
+    assert row == (d["delta"]["value"], d["delta"]["lo"], d["delta"]["hi"], "tango", d["p_mcnemar"], d["p_holm"], d["verdict"])
+    assert md_row == tuple(r["mean_drop"][k] for k in ("value", "lo", "hi", "method"))
     safety = next(t for t in r["tasks"] if t["task"] == "safety")
     assert set(safety["aggregate"]["sub"]) == {"kind=harmful", "kind=safe", "refused,none"}
     assert r["mean_drop"] == report["mean_drop"]

@@ -5,6 +5,7 @@ forgetbench.validate's recomputation and the default (validating) build is what 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import re
@@ -23,8 +24,7 @@ gen = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gen)
 
 N = 20
-PROBES = {"lite_countdown": ("lite_ifeval", "lite_arith", "lite_mc"),
-          "lite_ifeval": ("lite_countdown", "lite_arith", "lite_mc")}
+PROBES = {t: gen.suite_tasks(t) for t in ("lite_countdown", "lite_ifeval")}  # the whole lite suite
 
 
 def right(k: int) -> list[int]:
@@ -37,7 +37,7 @@ def entry(root: Path, entry_id: str, target: str, *, gain: tuple[int, int], prob
     probes = PROBES[target]
     p_base = {target: right(gain[0]), **{p: right(probe[0]) for p in probes}}
     p_tuned = {target: right(gain[1]), **{p: right(probe[1]) for p in probes}}
-    res = gen.results_for(entry_id, target, probes, p_base, p_tuned, n_items=N, n_boot=1000, kl_scale=kl,
+    res = gen.results_for(entry_id, target, probes, p_base, p_tuned, n_items=N, kl_scale=kl,
                           response=response, prompt=prompt)
     gen.write_entry(root, entry_id, res, **meta)
 
@@ -49,6 +49,8 @@ def make_submissions(root: Path) -> Path:
     entry(subs, "forgetful-sft", "lite_ifeval", gain=(4, 16), probe=(18, 6), kl=2.0, title="Forgetful SFT")
     entry(subs, "noop-other", "lite_ifeval", gain=(8, 8), probe=(12, 12), kl=0.01, title="Noop other",
           method="other", reference=True)
+    sha = hashlib.sha256((subs / "noop-other" / "results.json").read_bytes()).hexdigest()
+    (subs / "reference.yaml").write_text(f"- id: noop-other\n  sha256: {sha}\n")  # the maintainers' list
     return subs
 
 
@@ -78,14 +80,14 @@ def test_build_pages_numbers_and_db(tmp_path):
     assert got == {"strong-sft": 0.6, "weak-rl": 0.5, "forgetful-sft": 0.6, "noop-other": 0.0}
     md = dict(con.execute("SELECT entry_id, round(mean_drop, 4) FROM entries").fetchall())
     assert md == {"strong-sft": 0.05, "weak-rl": 0.0, "forgetful-sft": 0.6, "noop-other": 0.0}
-    assert con.execute("SELECT count(*) FROM entry_tasks WHERE sub = ''").fetchone()[0] == 16
+    assert con.execute("SELECT count(*) FROM entry_tasks WHERE sub = ''").fetchone()[0] == 20
     assert con.execute("SELECT count(*) FROM entry_kl").fetchone()[0] == 4
-    # Forgotten items: forgetful-sft forgot 12 items on each of 3 probes; all stored (cap 50).
-    assert con.execute("SELECT count(*) FROM entry_forgotten WHERE entry_id='forgetful-sft'").fetchone()[0] == 36
+    # Forgotten items: forgetful-sft forgot 12 items on each of 4 probes; all stored (cap 50).
+    assert con.execute("SELECT count(*) FROM entry_forgotten WHERE entry_id='forgetful-sft'").fetchone()[0] == 48
     badges = dict(con.execute("SELECT entry_id, badges FROM entries").fetchall())
     assert "reference" in json.loads(badges["noop-other"]) and "self-reported" in json.loads(badges["weak-rl"])
     page = (site / "entries" / "forgetful-sft.html").read_text()
-    assert "lite_arith: 12 forgotten" in page and page.count('<div class="item">') == 36
+    assert "lite_arith: 12 forgotten" in page and page.count('<div class="item">') == 48
     assert "[base] The answer is" in page and "[tuned] The answer is" in page
     assert (site / "kl.html").read_text().count('<circle class="pt') == 4
 
@@ -94,8 +96,11 @@ def test_tie_groups_in_site(tmp_path):
     site = make_site(tmp_path)
     con = duckdb.connect(str(site / "leaderboard.duckdb"), read_only=True)
     ci = {r[0]: r[1:] for r in con.execute("SELECT entry_id, gain_lo, gain_hi FROM entries").fetchall()}
-    # The construction: strong (+60) and weak (+50) overlap; noop is exactly 0 with a [0, 0] CI.
-    assert ci["weak-rl"][1] >= ci["strong-sft"][0] and ci["noop-other"] == (0.0, 0.0)
+    # The construction: strong (+60) and weak (+50) overlap; noop is exactly 0, and having no flip its
+    # interval still says how large a change 20 items could hide (never [0, 0]).
+    assert ci["weak-rl"][1] >= ci["strong-sft"][0] and ci["noop-other"][0] < 0 < ci["noop-other"][1]
+    methods = dict(con.execute("SELECT entry_id, gain_method FROM entries").fetchall())
+    assert methods["noop-other"] == "tango" and set(methods.values()) == {"tango"}
     index = (site / "index.html").read_text()
     gain_groups = {eid: int(g) for g, eid in re.findall(
         r'<tr data-base[^>]*>\s*<td class="num" data-v="(\d+)">.*?href="entries/([^"]+)\.html"', index, re.S)}
@@ -154,7 +159,7 @@ def test_hostile_strings_render_inert(tmp_path):
     site = tmp_path / "site"
     page = (site / "entries" / "xss-entry.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # rendered, as text
-    assert page.count("prompt 6 ") == 3 and "tuned: " in page  # the forgotten hostile items (6..17) are listed
+    assert page.count("prompt 6 ") == 4 and "tuned: " in page  # the forgotten hostile items (6..17) are listed
     files = [f for f in site.rglob("*") if f.is_file() and f.suffix in (".html", ".js", ".css", ".svg")]
     assert len(files) >= 10
     for f in files:

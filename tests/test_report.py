@@ -6,19 +6,21 @@ from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
 from forgetbench.report import from_json, render_table, to_json
 
 
-def _report(mean=Estimate(0.0225, -0.004, 0.05)):
+def _report(mean=Estimate(0.0225, -0.004, 0.05, "mover")):
     base = ModelRef("HuggingFaceTB/SmolLM2-135M-Instruct", "hub", "/m/base", "ab" * 32, revision="r1",
                     has_chat_template=True, meta={"files": ("a", "b")})
     tuned = ModelRef("./out/ckpt", "local", "/m/tuned", "cd" * 32)
     gsm = TaskDelta("gsm8k", "target", "exact_match,flexible-extract", 1319,
-                    Estimate(0.331, 0.31, 0.35), Estimate(0.452, 0.43, 0.47), Estimate(0.121, 0.102, 0.14), 40, 200)
+                    Estimate(0.331, 0.31, 0.35, "wilson"), Estimate(0.452, 0.43, 0.47, "wilson"),
+                    Estimate(0.121, 0.102, 0.14, "tango"), 40, 200, p_mcnemar=1.5e-23, verdict="gained")
     harm = TaskDelta("safety", "probe", "acc", 100, Estimate(0.9, 0.8, 1.0), Estimate(0.8, 0.7, 0.9),
                      Estimate(0.1, 0.0, 0.2), 12, 2)
     safe = TaskDelta("safety", "probe", "acc", 250, Estimate(0.5, 0.4, 0.6), Estimate(0.555, 0.5, 0.6),
                      Estimate(-0.055, -0.1, 0.0), 3, 17)
     saf = TaskDelta("safety", "probe", "acc", 350, Estimate(0.7, 0.65, 0.75), Estimate(0.6775, 0.6, 0.7),
-                    Estimate(0.0225, -0.004, 0.05), 15, 19, sub={"kind=harmful": harm, "kind=safe": safe})
-    return PairReport(base, tuned, "gsm8k", (gsm, saf), mean, {"backend": "hf", "bootstrap": {"n_boot": 10}})
+                    Estimate(0.0225, -0.004, 0.05, "mover(tango)"), 15, 19, sub={"kind=harmful": harm, "kind=safe": safe},
+                    p_mcnemar=0.6076, p_holm=0.6076, verdict="n.s.")
+    return PairReport(base, tuned, "gsm8k", (gsm, saf), mean, {"backend": "hf", "intervals": {"level": 0.95}})
 
 
 def test_table_shows_tasks_and_points():
@@ -28,10 +30,14 @@ def test_table_shows_tasks_and_points():
     assert "cdcdcdcdcdcd" in lines[1] and lines[2] == "target gsm8k"
     row = next(line for line in lines if line.startswith("gsm8k"))
     assert row.split() == ["gsm8k", "target", "exact_match,flexible-extract", "1319", "33.1", "45.2",
-                           "+12.1", "[+10.2,", "+14.0]", "40", "200"]
+                           "+12.1", "[+10.2,", "+14.0]", "40", "200", "<0.001", "gained"]
+    assert next(line for line in lines if line.startswith("safety")).split()[-2:] == ["0.608", "n.s."]
     sub = next(line for line in lines if "kind=safe" in line)
     assert sub.startswith("  kind=safe") and "-5.5 [-10.0, +0.0]" in sub
     assert "mean drop over 1 probe(s): +2.2 [-0.4, +5.0] points" in text
+    # the footer names every interval method the table used
+    assert ("95% CIs: mover = MOVER mean; mover(tango) = MOVER over strata of tango; tango = Tango score;"
+            " wilson = Wilson") in text
     # columns are aligned: every table row has the delta cell at the same offset
     header = next(line for line in lines if line.startswith("task"))
     col = header.index("gain/drop")
@@ -52,6 +58,20 @@ def test_json_round_trip():
     assert back == rep
     assert back.deltas[1].sub["kind=harmful"] == rep.deltas[1].sub["kind=harmful"]
     assert d["base"]["content_hash"] == "ab" * 32 and d["tuned"]["content_hash"] == "cd" * 32
-    assert d["deltas"][1]["sub"]["kind=safe"]["delta"] == {"value": -0.055, "lo": -0.1, "hi": 0.0}
+    assert d["deltas"][1]["sub"]["kind=safe"]["delta"] == {"value": -0.055, "lo": -0.1, "hi": 0.0, "method": ""}
+    assert d["deltas"][1]["delta"]["method"] == "mover(tango)" and d["mean_drop"]["method"] == "mover"
+    assert (d["deltas"][1]["p_mcnemar"], d["deltas"][1]["p_holm"], d["deltas"][1]["verdict"]) == (0.6076, 0.6076, "n.s.")
     assert back.base.meta == {"files": ["a", "b"]}  # meta is JSON-native after the trip
     assert from_json(to_json(_report(mean=None))).mean_drop is None
+
+
+def test_version_1_json_still_reads():
+    d = to_json(_report())
+    d["version"] = 1
+    for x in (d["mean_drop"], *(t[k] for t in d["deltas"] for k in ("base", "tuned", "delta"))):
+        x.pop("method")
+    for t in d["deltas"]:
+        for k in ("p_mcnemar", "p_holm", "verdict"):
+            t.pop(k)
+    back = from_json(d)
+    assert back.mean_drop.method == "" and back.deltas[0].p_mcnemar is None and back.deltas[0].verdict is None

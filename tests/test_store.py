@@ -57,7 +57,7 @@ def test_corrupt_file_is_a_clear_error_and_is_not_touched(tmp_path):
     db = tmp_path / "bad.duckdb"
     db.write_bytes(b"this is not a database" * 100)
     before = db.read_bytes()
-    with pytest.raises(UserError, match="not a readable DuckDB file"):
+    with pytest.raises(UserError, match="not a DuckDB file"):
         Store(db)
     assert db.read_bytes() == before
 

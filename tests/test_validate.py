@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import export, registry, validate
+from forgetbench import export, harness, registry, validate
 from forgetbench.validate import INVALID, OK, STALE, validate_entries
 
-# entries here are built from hand-written fixture rows, not the registered datasets
-pytestmark = pytest.mark.usefixtures("registry_without_data_hashes")
+# entries here are built from hand-written fixture rows, not the registered datasets: the registry is
+# pinned to those rows instead
+pytestmark = pytest.mark.usefixtures("registry_pinned_to_fixtures")
 
 _spec = importlib.util.spec_from_file_location(
     "fuzz_validate", Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz_validate.py")
@@ -70,7 +71,7 @@ def test_exported_entry_is_valid_and_recomputes_exactly(root):
     r = _one(root)
     assert r.status == OK, r.errors
     assert r.badges == ("self-reported",) and r.errors == () and r.warnings == ()
-    assert r.results["pair"]["target"] == "countdown" and len(r.results["tasks"]) == 4
+    assert r.results["pair"]["target"] == "countdown" and len(r.results["tasks"]) == 7  # the core suite
     assert r.results_sha256 == hashlib.sha256((root / "fake-countdown" / "results.json").read_bytes()).hexdigest()
 
 
@@ -141,9 +142,11 @@ def test_duplicate_pair_and_duplicate_id(root):
     shutil.copytree(root / "fake-countdown", root / "copy-entry")
     _set_md(root / "copy-entry", id="copy-entry")
     reports = {r.entry: r for r in validate_entries([root])}
-    for name, other in (("fake-countdown", "copy-entry"), ("copy-entry", "fake-countdown")):
-        dup = [p for p in reports[name].errors if p.field == "pair"]
-        assert dup and other in dup[0].problem and "duplicate" in dup[0].problem
+    # Only the later entry is rejected, naming the earlier one. Outside git, "earlier" falls back to the
+    # id order (git order: tests/test_adversarial.py).
+    assert reports["copy-entry"].status == OK
+    dup = [p for p in reports["fake-countdown"].errors if p.field == "pair"]
+    assert dup and "'copy-entry' came first" in dup[0].problem and "duplicate" in dup[0].problem
     shutil.copytree(root / "fake-countdown", root / "third")  # keeps id fake-countdown
     r = next(r for r in validate_entries([root / "third"]) if r.entry == "third")
     assert any(p.field == "id" and "also used by" in p.problem for p in r.errors)
@@ -158,7 +161,7 @@ def _second_entry(root: Path, built, tmp_path, capsys) -> Path:
     shutil.copy(db, store)
     other = tmp_path / "other.json"
     other.write_text(json.dumps(OTHER_TUNED))
-    args = ["eval", base, f"fake:{other}", "--tasks", "gsm8k,safety,ifeval,countdown", "--target", "countdown",
+    args = ["eval", base, f"fake:{other}", "--suite", "core", "--target", "countdown",
             "--data-dir", str(fuzz.FIXTURES), "--db", str(store), "--json"]
     assert cli.main(args) == 0
     capsys.readouterr()
@@ -168,27 +171,62 @@ def _second_entry(root: Path, built, tmp_path, capsys) -> Path:
     return out
 
 
+def _sha(entry: Path) -> str:
+    return hashlib.sha256((entry / "results.json").read_bytes()).hexdigest()
+
+
 def test_base_scores_must_agree_with_the_canonical_entry(root, built, tmp_path, capsys):
     second = _second_entry(root, built, tmp_path, capsys)
+    first = root / "fake-countdown"
     assert {r.entry: r.status for r in validate_entries([root])} == {"fake-countdown": OK, "second-entry": OK}
-    # The reference entry becomes canonical for this base; the second entry's base scores must match it.
-    _set_md(root / "fake-countdown", reference=True)
 
     def flip_base(res):
         t = next(t for t in res["tasks"] if t["task"] == "gsm8k")
         t["items"][0]["base"]["score"] = 1.0 - t["items"][0]["base"]["score"]
 
     _edit(second, flip_base)
+    # A reference entry (listed by the maintainers) is not canonical: no verified entry, no comparison.
+    (root / "reference.yaml").write_text(f"- id: fake-countdown\n  sha256: {_sha(first)}\n")
+    r = _one(root, "second-entry")
+    assert not [p for p in r.errors if "canonical" in p.problem]
+    assert _one(root).badges == ("self-reported", "reference")
+    # The first verified entry of a base is canonical: the second entry's base scores must match it.
+    (root / "verified.yaml").write_text(f"- id: fake-countdown\n  sha256: {_sha(first)}\n")
     r = _one(root, "second-entry")
     canon = [p for p in r.errors if "canonical entry 'fake-countdown'" in p.problem]
     assert len(canon) == 1 and "on 1 of 3 items" in canon[0].problem and "gsm8k" in canon[0].problem
-    assert _one(root).badges == ("self-reported", "reference")
-    # A verified entry outranks the reference one: now the reference entry is the one that disagrees.
-    sha = hashlib.sha256((second / "results.json").read_bytes()).hexdigest()
-    (root / "verified.yaml").write_text(f"- id: second-entry\n  sha256: {sha}\n")
+    assert _one(root).badges == ("verified", "reference")
+    # verified.yaml order decides between two verified entries of one base.
+    (root / "verified.yaml").write_text(f"- id: second-entry\n  sha256: {_sha(second)}\n"
+                                        f"- id: fake-countdown\n  sha256: {_sha(first)}\n")
     reports = {r.entry: r for r in validate_entries([root])}
     assert reports["second-entry"].badges == ("verified",)
     assert any("canonical entry 'second-entry'" in p.problem for p in reports["fake-countdown"].errors)
+
+
+def test_canonical_comparison_needs_the_same_base_settings(root, built, tmp_path, capsys):
+    """A base run in another dtype is another run of the base: never compared item by item (issue 9)."""
+    second = _second_entry(root, built, tmp_path, capsys)
+    first = root / "fake-countdown"
+    (root / "verified.yaml").write_text(f"- id: fake-countdown\n  sha256: {_sha(first)}\n")
+
+    def float32_base(res):
+        res["pair"]["settings"]["dtype"] = "float32"
+        for t in res["tasks"]:
+            t["gen_settings"]["dtype"] = "float32"
+            t["gen_key"] = harness.gen_key(t["gen_settings"])
+        t = next(t for t in res["tasks"] if t["task"] == "gsm8k")
+        t["items"][0]["base"]["score"] = 1.0 - t["items"][0]["base"]["score"]
+        key = t["primary_metric"]
+        t["items"][0]["base"]["metrics"][key] = t["items"][0]["base"]["score"]
+
+    _edit(second, float32_base)
+    r = _one(root, "second-entry")
+    assert not [p for p in r.errors if "canonical" in p.problem]
+    # ... and the pair's settings must be the ones its tasks ran with.
+    _edit(second, lambda res: res["pair"]["settings"].update(dtype="bfloat16"))
+    r = _one(root, "second-entry")
+    assert any(p.field.endswith("gen_settings.dtype") and "pair.settings" in p.problem for p in r.errors), r.errors
 
 
 def test_verified_entry_whose_results_changed_is_invalid(root):

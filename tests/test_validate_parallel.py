@@ -4,6 +4,7 @@ error on that entry only."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import multiprocessing
@@ -28,12 +29,14 @@ FORK = multiprocessing.get_start_method() == "fork"
 def subs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("par") / "submissions"
     rng = np.random.default_rng(3)
-    probes = ("lite_ifeval", "lite_arith", "lite_mc")
+    probes = gen.suite_tasks("lite_countdown")
     for i in range(7):
         p = {t: 0.3 + 0.4 * rng.random() for t in ("lite_countdown", *probes)}
         res = gen.results_for(f"par-{i}", "lite_countdown", probes, p, {t: min(1.0, v + 0.1) for t, v in p.items()},
-                              n_boot=300, rng=rng)
+                              rng=rng)
         gen.write_entry(root, f"par-{i}", res, reference=(i == 0))
+    sha = hashlib.sha256((root / "par-0" / "results.json").read_bytes()).hexdigest()
+    (root / "reference.yaml").write_text(f"- id: par-0\n  sha256: {sha}\n")
     res = json.loads((root / "par-3" / "results.json").read_text())
     res["tasks"][1]["aggregate"]["delta"]["lo"] += 0.01  # a tampered CI
     (root / "par-3" / "results.json").write_text(json.dumps(res))
@@ -44,7 +47,7 @@ def subs(tmp_path_factory) -> Path:
 def _reports(subs: Path, monkeypatch, min_entries: int) -> list[dict]:
     monkeypatch.setattr(validate, "PARALLEL_MIN_ENTRIES", min_entries)
     return [r.to_json() | {"results": r.results, "sha": r.results_sha256}
-            for r in validate.validate_entries(sorted(subs.iterdir()), root=subs)]
+            for r in validate.validate_entries(sorted(d for d in subs.iterdir() if d.is_dir()), root=subs)]
 
 
 def test_pool_gives_the_serial_reports(subs, monkeypatch):

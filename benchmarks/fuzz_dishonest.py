@@ -254,7 +254,10 @@ def make_case(rng, root: Path, mutation) -> str:
         if mutation is not m_relabel_copy:  # another model has other outputs: else every case is also a copy
             res["tasks"][-1]["items"][-1]["tuned"]["response"] += f" [{ctx['tuned'][:8]}]"
     if expect.endswith("!"):
-        reseal(res)
+        try:
+            reseal(res)
+        except ValueError:  # an edit recomputation itself refuses (e.g. an instruction count of -3):
+            pass  # no honest export could seal it, so it goes in as edited; validate must still reject it
     (entry / "metadata.yaml").write_text(yaml.safe_dump(md, sort_keys=False, allow_unicode=True))
     (entry / "results.json").write_text(json.dumps(res))
     if "surrogate" in ctx:

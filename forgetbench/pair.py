@@ -106,15 +106,28 @@ def ensure_runs(store: Store, model: ModelRef, label: str, specs, docs: dict[str
             todo.append(spec)
     if not todo:
         return ids
+    from .workers import score_in_workers, worker_count
+
+    def stored(spec, run, seconds):
+        store.put_run(run)
+        _say(f"[{label}] {spec.name}: done in {seconds:.0f} s")
+
+    n = worker_count(settings, model, len(todo))
+    if n > 1:
+        _say(f"[{label}] {len(todo)} task(s) of {model.spec} ({model.short}) in {n} single-thread worker processes")
+        left = {s.name for s in score_in_workers(n, model, [(s, docs[s.name]) for s in todo], settings, chat,
+                                                 confirm_unsafe_code, stored)}
+        todo = [s for s in todo if s.name in left]
+        if not todo:
+            return ids
     _say(f"[{label}] loading {model.spec} ({model.short}) for {len(todo)} task(s)")
     lm = build_lm(model, settings)
     try:
         for spec in todo:
             _say(f"[{label}] {spec.name}: scoring {len(docs[spec.name].rows)} items")
             started = time.time()
-            run = harness.score_task(lm, model, spec, docs[spec.name], settings, chat, confirm_unsafe_code)
-            store.put_run(run)
-            _say(f"[{label}] {spec.name}: done in {time.time() - started:.0f} s")
+            stored(spec, harness.score_task(lm, model, spec, docs[spec.name], settings, chat, confirm_unsafe_code),
+                   time.time() - started)
     finally:
         release(lm)  # a vLLM engine stops now: the next model (or the KL sampler) gets its memory
         del lm

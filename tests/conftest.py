@@ -24,7 +24,10 @@ os.environ.update(_OFFLINE)
 def _offline_env(tmp_path_factory):
     """No test may reach the network (hub and datasets fail fast instead of hanging), and none may
     write into the user's ~/.cache/forgetbench: the session gets its own FORGETBENCH_HOME."""
-    env = {**_OFFLINE, "FORGETBENCH_HOME": str(tmp_path_factory.mktemp("fb_session_home"))}
+    env = {**_OFFLINE, "FORGETBENCH_HOME": str(tmp_path_factory.mktemp("fb_session_home")),
+           # one process per eval: spawning CPU workers costs seconds per eval and tests run hundreds
+           # of tiny ones; tests/test_workers.py runs the worker path itself
+           "FORGETBENCH_WORKERS": "1"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield

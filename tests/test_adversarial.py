@@ -189,12 +189,12 @@ def test_a_dropped_probe_is_invalid_however_the_settings_are_edited(root):
     entry = derive(root, "dropped", edit=lambda res: res["tasks"].pop(task_index(res, "lite_mc")))
     r = reports(root)["dropped"]
     assert "lists lite_mc, which results.json has no results for" in errors_at(r, "pair.settings.tasks")[0]
-    assert "lack lite_mc of suite lite" in errors_at(r, "tasks")[0]
+    assert "lack lite_mc of suite demo" in errors_at(r, "tasks")[0]
     _, res = load(entry)
     res["pair"]["settings"]["tasks"].remove("lite_mc")
     save(entry, res=res)
     r = reports(root)["dropped"]
-    assert not errors_at(r, "pair.settings.tasks") and "lack lite_mc of suite lite" in errors_at(r, "tasks")[0]
+    assert not errors_at(r, "pair.settings.tasks") and "lack lite_mc of suite demo" in errors_at(r, "tasks")[0]
     res["pair"]["settings"]["suite"] = None
     save(entry, res=res)
     assert "is null" in errors_at(reports(root)["dropped"], "pair.settings.suite")[0]
@@ -239,9 +239,10 @@ def test_pair_settings_must_match_the_tasks_settings(root):
     """A base run in another dtype is another base identity; claiming one only in pair.settings is caught."""
     entry = derive(root, "dtype", seal=False)
     md, res = load(entry)
-    res["pair"]["settings"]["dtype"] = "float32"
+    other = "bfloat16" if res["pair"]["settings"]["dtype"] == "float32" else "float32"
+    res["pair"]["settings"]["dtype"] = other
     save(entry, res=res)
-    assert "pair.settings.dtype is 'float32'" in errors_at(reports(root)["dtype"], "tasks[0].gen_settings.dtype")[0]
+    assert f"pair.settings.dtype is '{other}'" in errors_at(reports(root)["dtype"], "tasks[0].gen_settings.dtype")[0]
 
 
 # ------------------------------------------------------------------------------------ duplicates and copies

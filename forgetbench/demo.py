@@ -32,9 +32,10 @@ DEMO_TASKS = ("lite_ifeval", "lite_arith", "lite_mc", "lite_refusal")
 # registered suite and reports all of it (forgetbench.integrity), so the demo evaluates a suite, not a list.
 DEMO_SUITE = "demo"
 # Share of the demo's time each stage took on a 2-core CPU (float32, AVX2): the remaining-time estimate.
-# Measured on an AMD EPYC (AVX2 only, 2 cores, float32): 48 / 107 / 528 / 234 / ~240 / 198 / 243 / 1 s.
-STAGE_SHARE = {"materialize base": 0.03, "train sft": 0.07, "eval sft": 0.33, "train onpolicy-sft": 0.15,
-               "eval onpolicy-sft": 0.15, "train rl": 0.12, "eval rl": 0.15, "leaderboard": 0.01}
+# Measured on an AMD EPYC (AVX2 only, 2 cores, float32, eval worker processes): 47 / 109 / 390 / 185 / 170 /
+# 176 / 170 / 1 s.
+STAGE_SHARE = {"materialize base": 0.04, "train sft": 0.09, "eval sft": 0.31, "train onpolicy-sft": 0.15,
+               "eval onpolicy-sft": 0.14, "train rl": 0.14, "eval rl": 0.14, "leaderboard": 0.01}
 LICENCE = "Apache-2.0"  # SmolLM2's licence; the demo's derivatives inherit it
 
 

@@ -4,8 +4,11 @@ Why: a small model's CPU decoding step is a few dozen small matrix products plus
 overhead per layer. Two threads on one process speed the products up ~1.5x and the overhead not at
 all; two single-thread processes run both in parallel. Measured on a 2-core AMD EPYC (AVX2, float32,
 SmolLM2-135M, greedy, batch 32): one process with 2 threads 97 tok/s, one with 1 thread 68 tok/s, two
-1-thread processes at once 66 + 66 tok/s (`benchmarks/eval_speed.py --workers 1,2` prints the
-figures of the machine it runs on).
+1-thread processes at once 66 + 66 tok/s. A whole evaluation gains less (the tasks rarely split evenly
+and each worker starts its own interpreter and model): the bundled model on the demo suite took 159 s
+with two workers against 169 s in one process (`benchmarks/eval_speed.py --workers 1,2` prints the
+figures of the machine it runs on). Machines with more cores gain more: threads scale worse than
+processes for a small model.
 
 Used by `forgetbench.pair.ensure_runs` when the backend is hf on the CPU, the process may use >= 2
 cores, >= 2 tasks are to be scored and the copies of the model fit in half the available memory.

@@ -7,8 +7,7 @@ SmolLM2-135M, greedy, batch 32): one process with 2 threads 97 tok/s, one with 1
 1-thread processes at once 66 + 66 tok/s. A whole evaluation gains less (the tasks rarely split evenly
 and each worker starts its own interpreter and model): the bundled model on the demo suite took 159 s
 with two workers against 169 s in one process (`benchmarks/eval_speed.py --workers 1,2` prints the
-figures of the machine it runs on). Machines with more cores gain more: threads scale worse than
-processes for a small model.
+figures of the machine it runs on).
 
 Used by `forgetbench.pair.ensure_runs` when the backend is hf on the CPU, the process may use >= 2
 cores, >= 2 tasks are to be scored and the copies of the model fit in half the available memory.

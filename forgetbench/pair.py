@@ -24,6 +24,8 @@ from .store import Store, run_id
 
 log = logging.getLogger(__name__)
 
+_MISMATCHED = "mismatched inputs: a fake-backend model can only be compared with another fake model"
+
 
 @dataclass(frozen=True)
 class EvalRequest:
@@ -156,12 +158,14 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
 
     precheck(req.base)
     precheck(req.tuned)
+    if req.base.startswith("fake:") != req.tuned.startswith("fake:"):  # decided by the spec: no store yet
+        raise UserError(_MISMATCHED)
     docs = data.load_all(specs, data_dir=req.data_dir, limit=req.limit, seed=req.settings.seed)
     Store(req.db).close()
     base = resolve(req.base, dtype=req.settings.dtype)
     tuned = resolve(req.tuned, dtype=req.settings.dtype)
     if (base.kind == "fake") != (tuned.kind == "fake"):
-        raise UserError("mismatched inputs: a fake-backend model can only be compared with another fake model")
+        raise UserError(_MISMATCHED)
     settings = req.settings
     if base.kind == "fake" and settings.backend != "fake":
         settings = EvalSettings(**{**settings.__dict__, "backend": "fake"})

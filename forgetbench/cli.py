@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks_parsers = add_tasks_arguments(sub.add_parser("tasks", help="list the registered tasks (and yours); "
                                                                     "`tasks hash NAME`"))
     d = sub.add_parser("demo", help="bundled model -> SFT, on-policy SFT and RL on lite_ifeval -> eval of the "
-                       "three pairs on the lite suite -> leaderboard")
+                       "three pairs on the demo suite (lite_ifeval + 3 lite probes) -> leaderboard")
     d.add_argument("--out", type=Path, help="where entries, site and DB go (default $FORGETBENCH_HOME/demo)")
     d.add_argument("--db", type=Path, help="DuckDB store (default OUT/forgetbench.duckdb)")
     d.add_argument("--methods", default="sft,onpolicy-sft,rl", help="comma-separated subset of sft,onpolicy-sft,rl")

@@ -18,6 +18,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class Entry:
     meta: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     sha256: str = ""
+    rows: tuple | None = None  # table_rows, made by the validator's workers (validate=True: results stays {})
 
 
 @dataclass
@@ -57,16 +59,17 @@ class BuildResult:
 # ---- validation -------------------------------------------------------------------------------------
 
 def _from_report(e: Entry, rep) -> None:
-    """Fill `e` from a forgetbench.validate.EntryReport (which carries the parsed files)."""
+    """Fill `e` from a forgetbench.validate.EntryReport (which carries the metadata and, as its digest,
+    the entry's table_rows)."""
     e.status = str(rep.status).upper()
     e.badges = tuple(str(b) for b in rep.badges)
     e.errors = tuple(str(p) for p in rep.errors)
     e.warnings = tuple(str(p) for p in getattr(rep, "warnings", ()))
     if e.status != "INVALID":
-        if rep.metadata is None or rep.results is None:
+        if rep.metadata is None or (rep.results is None and rep.digest is None):
             e.status, e.errors = "INVALID", (*e.errors, "validator returned no parsed files")
         else:
-            e.meta, e.results, e.sha256 = rep.metadata, rep.results, rep.results_sha256 or ""
+            e.meta, e.results, e.rows, e.sha256 = rep.metadata, rep.results or {}, rep.digest, rep.results_sha256 or ""
 
 
 # ---- parsing ------------------------------------------------------------------------------------------
@@ -155,7 +158,10 @@ def collect(submissions: Path, *, validate: bool = True) -> tuple[list[Entry], d
     if validate:
         from .validate import validate_entries
 
-        reports = validate_entries(paths, root=submissions, while_waiting=_import_later_stages)
+        # The table rows are made where each entry is checked (in parallel), and only they come back:
+        # 10,000 parsed results.json would not fit in memory (~220 KB each).
+        digest = partial(table_rows, hib=_higher_is_better(), builtin=_builtin_tasks())
+        reports = validate_entries(paths, root=submissions, while_waiting=_import_later_stages, digest=digest)
         for e, rep in zip(entries, reports, strict=True):
             _from_report(e, rep)
     else:
@@ -199,9 +205,29 @@ def _builtin_tasks() -> set[str] | None:
         return None
 
 
-def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tuple[dict, list[dict], list[dict], list[dict]]:
-    """(entries row, entry_tasks rows, entry_kl rows, entry_forgotten rows) of one parsed entry."""
-    m, r = e.meta, e.results
+def table_rows(entry_id: str, m: dict, r: dict, sha256: str, hib: dict[str, bool],
+               builtin: set[str] | None = None) -> tuple[str, Any]:
+    """("ok", (entries row, entry_tasks rows, entry_kl rows, entry_forgotten rows)) of one parsed entry,
+    or ("error", why) when a value has the wrong type. The rows are tuples in _COLUMNS order (a third
+    of the memory of dicts), except the entries row: a dict without the validator's verdict
+    (status, badges, warnings, reference), which _with_verdict adds."""
+    try:
+        rows = _rows(entry_id, m, r, sha256, hib, builtin)
+    except (ValueError, TypeError, AttributeError) as err:
+        return "error", str(err)
+    entry, *rest = rows
+    return "ok", (entry, *([tuple(row[c] for c in _NAMES[t]) for row in rs] for t, rs in zip(_TABLES[1:4], rest)))
+
+
+def _with_verdict(entry: dict, e: Entry) -> tuple:
+    entry = {**entry, "status": e.status, "badges": json.dumps(list(e.badges)),
+             "warnings": json.dumps([_printable(w) for w in e.warnings]), "reference": "reference" in e.badges}
+    return tuple(entry[c] for c in _NAMES["entries"])
+
+
+def _rows(entry_id: str, m: dict, r: dict, sha256: str, hib: dict[str, bool],
+          builtin: set[str] | None = None) -> tuple[dict, list[dict], list[dict], list[dict]]:
+    """table_rows as dicts (raises ValueError / TypeError / AttributeError on a wrongly typed value)."""
     base, tuned = m.get("base") or {}, m.get("tuned") or {}
     if not isinstance(base, dict) or not isinstance(tuned, dict):
         raise ValueError("metadata base/tuned must be mappings")
@@ -222,7 +248,7 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
             if b is None or tu is None or d is None:
                 raise ValueError(f"task {name}: aggregate lacks base/tuned/delta")
             tasks.append({
-                "entry_id": e.entry_id, "task": name, "sub": _text(sub, 200), "role": role,
+                "entry_id": entry_id, "task": name, "sub": _text(sub, 200), "role": role,
                 "version": _text(t.get("version"), 50), "data_hash": _text(t.get("data_hash"), 64),
                 "metric": _text(a.get("metric") or t.get("primary_metric"), 200), "n": int(_num(a.get("n"))),
                 "base": b[0], "base_lo": b[1], "base_hi": b[2], "tuned": tu[0], "tuned_lo": tu[1], "tuned_hi": tu[2],
@@ -244,7 +270,7 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
             if right(sb) and not right(st):
                 kept += 1
                 forgotten.append({
-                    "entry_id": e.entry_id, "task": name, "pos": kept, "doc_id": int(_num(it.get("doc_id"))),
+                    "entry_id": entry_id, "task": name, "pos": kept, "doc_id": int(_num(it.get("doc_id"))),
                     "prompt": _text(it.get("prompt")), "base_response": _text(ib.get("response")),
                     "tuned_response": _text(itu.get("response")), "base_score": sb, "tuned_score": st,
                 })
@@ -252,7 +278,7 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
     kl_rows = []
     kl = r.get("kl")
     if isinstance(kl, dict):
-        row = {"entry_id": e.entry_id, "task": _text(kl.get("task"), 200), "n_seq": int(_num(kl.get("n_seq"))),
+        row = {"entry_id": entry_id, "task": _text(kl.get("task"), 200), "n_seq": int(_num(kl.get("n_seq"))),
                "n_tokens": int(_num(kl.get("n_tokens"))), "settings": json.dumps(kl.get("settings") or {})}
         for k in ("fwd_seq", "fwd_tok", "rev_tok", "tv_tok"):
             v = _est(kl.get(k), f"kl {k}") or (None, None, None)
@@ -260,21 +286,19 @@ def _rows(e: Entry, hib: dict[str, bool], builtin: set[str] | None = None) -> tu
         kl_rows.append(row)
     intervals = r.get("intervals") or {}
     entry = {
-        "entry_id": e.entry_id, "title": _text(m.get("title"), 300), "method": _text(m.get("method"), 50),
-        "target": target, "status": e.status, "badges": json.dumps(list(e.badges)),
-        "warnings": json.dumps([_printable(w) for w in e.warnings]),
-        "base_hub_id": _text(base.get("hub_id"), 300), "base_revision": _text(base.get("revision"), 100),
+        "entry_id": entry_id, "title": _text(m.get("title"), 300), "method": _text(m.get("method"), 50),
+        "target": target, "base_hub_id": _text(base.get("hub_id"), 300), "base_revision": _text(base.get("revision"), 100),
         "base_hash": _text(base.get("content_hash"), 64),
         "base_spec": _text((r.get("pair") or {}).get("base_spec"), 300), "tuned_hub_id": _text(tuned.get("hub_id"), 300),
         "tuned_revision": _text(tuned.get("revision"), 100), "tuned_hash": _text(tuned.get("content_hash"), 64),
         "training_data": _text(m.get("training_data")), "hyperparameters": json.dumps(
             {_text(k, 200): v if isinstance(v, (int, float, bool)) or v is None else _text(v, 500) for k, v in hp.items()}),
         "compute": _text(m.get("compute"), 500), "contact": _text(m.get("contact"), 300),
-        "licence": _text(m.get("licence"), 100), "notes": _text(m.get("notes")), "reference": "reference" in e.badges,
+        "licence": _text(m.get("licence"), 100), "notes": _text(m.get("notes")),
         "exported_at": _text(r.get("exported_at"), 60), "versions": json.dumps(r.get("versions") or {}),
         "settings": json.dumps((r.get("pair") or {}).get("settings") or {}), "seed": _text(r.get("seed"), 40),
         "intervals": _text(intervals.get("scheme"), 100) if isinstance(intervals, dict) else "",
-        "results_sha256": e.sha256, "gain_method": gain_method, "mean_drop_method": _method(r.get("mean_drop")),
+        "results_sha256": sha256, "gain_method": gain_method, "mean_drop_method": _method(r.get("mean_drop")),
         "gain": gain[0] if gain else None, "gain_lo": gain[1] if gain else None, "gain_hi": gain[2] if gain else None,
         "mean_drop": md[0] if md else None, "mean_drop_lo": md[1] if md else None, "mean_drop_hi": md[2] if md else None,
         # any task (or a --target-prompts target) outside the built-in registry: ranked only among custom entries
@@ -305,6 +329,8 @@ _COLUMNS = {
                        "base_response VARCHAR, tuned_response VARCHAR, base_score DOUBLE, tuned_score DOUBLE",
     "excluded": "folder VARCHAR, errors JSON",
 }
+_TABLES = tuple(_COLUMNS)
+_NAMES = {t: [c.split()[0] for c in cols.split(", ")] for t, cols in _COLUMNS.items()}
 
 
 def ingest(db_path: Path, entries: list[Entry]):
@@ -315,27 +341,28 @@ def ingest(db_path: Path, entries: list[Entry]):
 
     db_path.unlink(missing_ok=True)
     hib, builtin = _higher_is_better(), _builtin_tasks()
-    data: dict[str, list[dict]] = {k: [] for k in _COLUMNS}
+    data: dict[str, list[tuple]] = {k: [] for k in _COLUMNS}
     for e in entries:
         if e.status != "INVALID":
-            try:
-                entry, tasks, kl, forgotten = _rows(e, hib, builtin)
-            except (ValueError, TypeError, AttributeError) as err:
-                e.status, e.errors = "INVALID", (*e.errors, f"cannot ingest: {err}")
+            kind, rows = e.rows or table_rows(e.entry_id, e.meta, e.results, e.sha256, hib, builtin)
+            e.rows = None  # each entry's rows live only in `data` from here
+            if kind == "error":
+                e.status, e.errors = "INVALID", (*e.errors, f"cannot ingest: {rows}")
             else:
-                data["entries"].append(entry)
+                entry, tasks, kl, forgotten = rows
+                data["entries"].append(_with_verdict(entry, e))
                 data["entry_tasks"].extend(tasks)
                 data["entry_kl"].extend(kl)
                 data["entry_forgotten"].extend(forgotten)
                 continue
-        data["excluded"].append({"folder": _printable(e.path.name), "errors": json.dumps([_printable(x) for x in e.errors])})
+        data["excluded"].append((_printable(e.path.name), json.dumps([_printable(x) for x in e.errors])))
     con = connect(db_path)
     for table, cols in _COLUMNS.items():
         con.execute(f"CREATE TABLE {table} ({cols})")
         if data[table]:
-            names = [c.split()[0] for c in cols.split(", ")]
-            df = pd.DataFrame(data[table], columns=names)  # noqa: F841 (read by duckdb by name)
+            df = pd.DataFrame(data.pop(table), columns=_NAMES[table])  # noqa: F841 (read by duckdb by name)
             con.execute(f"INSERT INTO {table} SELECT * FROM df")
+            del df
     return con
 
 

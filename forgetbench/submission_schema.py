@@ -229,6 +229,17 @@ def _item_ok(it) -> bool:
             and _side_ok(it["tuned"]))
 
 
+_KL_INTS = ("seq", "prompt_index", "n_tokens")
+_KL_NUMBERS = ("fwd", "rev", "tv")
+_KL_ITEM_KEYS = frozenset(_KL_INTS + _KL_NUMBERS)
+
+
+def _kl_item_ok(it) -> bool:
+    """True only for a KL item on which the checks in _kl report nothing (as _item_ok for task items)."""
+    return (type(it) is dict and it.keys() == _KL_ITEM_KEYS and all(type(it[f]) is int and it[f] >= 0 for f in _KL_INTS)
+            and all(_finite(it[f]) for f in _KL_NUMBERS))
+
+
 def _task(c: Checker, t, p: str, v2: bool) -> None:
     req = ("task", "version", "role", "primary_metric", "data_hash", "gen_key", "gen_settings", "aggregate", "items")
     if not c.mapping(t, p, req, ("tuned_gen_key", "tuned_gen_settings")):
@@ -283,11 +294,13 @@ def _kl(c: Checker, k) -> None:
         _estimate(c, k[f], f"kl.{f}")
     if c.items(k["items"], "kl.items", 1, MAX_KL_ITEMS):
         for j, it in enumerate(k["items"]):
+            if _kl_item_ok(it):
+                continue
             q = f"kl.items[{j}]"
-            if c.mapping(it, q, ("seq", "prompt_index", "n_tokens", "fwd", "rev", "tv")):
-                for f in ("seq", "prompt_index", "n_tokens"):
+            if c.mapping(it, q, _KL_INTS + _KL_NUMBERS):
+                for f in _KL_INTS:
                     c.integer(it[f], f"{q}.{f}", 0)
-                for f in ("fwd", "rev", "tv"):
+                for f in _KL_NUMBERS:
                     c.number(it[f], f"{q}.{f}")
 
 

@@ -163,12 +163,15 @@ class Trust:
                                " makes an entry a reference entry; remove the field (or set it to false)"))
         return out
 
-    def canonical(self, entries) -> dict[tuple, object]:
-        """Base identity -> its canonical entry: the first verified entry (verified.yaml order)."""
+    def canonical(self, entries, identity=None) -> dict[tuple, object]:
+        """Base identity -> its canonical entry: the first verified entry (verified.yaml order).
+        `identity(e)` is an entry's base identity (default: base_identity of its parsed results; entries
+        without parsed results are skipped then)."""
+        if identity is None:
+            entries, identity = (e for e in entries if e.results is not None), lambda e: base_identity(e.results)
         out: dict[tuple, object] = {}
-        for e in sorted((e for e in entries if e.results is not None and self.is_verified(e)),
-                        key=lambda e: self._pos["v"][e.id]):
-            out.setdefault(base_identity(e.results), e)
+        for e in sorted((e for e in entries if self.is_verified(e)), key=lambda e: self._pos["v"][e.id]):
+            out.setdefault(identity(e), e)
         return out
 
     def badges(self, e) -> list[str]:

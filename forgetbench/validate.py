@@ -27,6 +27,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import integrity, registry
 from .target_prompts import is_prompt_target
@@ -56,6 +57,9 @@ class EntryReport:
     metadata: dict | None = field(default=None, compare=False, repr=False)
     results: dict | None = field(default=None, compare=False, repr=False)
     results_sha256: str | None = None
+    # validate_entries(digest=...): digest(entry folder name, metadata, results, sha256) of an entry the
+    # per-entry checks passed, computed where it was checked; `results` is then None (see validate_entries).
+    digest: Any = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict:
         return {"entry": self.entry, "path": self.path, "status": self.status, "badges": list(self.badges),
@@ -72,18 +76,17 @@ class _Entry:
     metadata: dict | None = None  # set only when schema-valid
     results: dict | None = None  # set only when schema-valid
     sha256: str | None = None
-    fingerprint: str | None = None  # forgetbench.trust.tuned_fingerprint of a schema-valid results.json
+    # What the cross-entry checks need of a schema-valid results.json (set by _summarize, so that the
+    # parsed file itself need not travel back from a worker process nor stay in memory):
+    fingerprint: str | None = None  # forgetbench.trust.tuned_fingerprint
+    key: tuple | None = None  # (base hash, tuned hash, target): None when results.json is not schema-valid
+    identity: tuple | None = None  # forgetbench.trust.base_identity
+    base_runs: tuple = ()  # _base_runs
+    digest: Any = None
 
     @property
     def id(self) -> str:
         return self.metadata["id"] if self.metadata else self.path.name
-
-    @property
-    def key(self) -> tuple | None:
-        if self.results is None:
-            return None
-        p = self.results["pair"]
-        return p["base_hash"], p["tuned_hash"], p["target"]
 
 
 # ------------------------------------------------------------------------------------ discovery
@@ -165,9 +168,27 @@ def load_entry(path: Path) -> _Entry:
         e.results = None if probs else res
     except Invalid as x:
         e.errors.append(x.problem)
-    if e.results is not None:
-        e.fingerprint = tuned_fingerprint(e.results)
     return e
+
+
+def _summarize(e: _Entry) -> None:
+    """Fill the cross-check fields of an entry whose results.json is schema-valid."""
+    if e.results is None:
+        return
+    p = e.results["pair"]
+    e.fingerprint = tuned_fingerprint(e.results)
+    e.key = p["base_hash"], p["tuned_hash"], p["target"]
+    e.identity = base_identity(e.results)
+    e.base_runs = _base_runs(e.results)
+
+
+def _base_runs(res: dict) -> tuple:
+    """((task, version, data_hash, gen_key), base scores) per task, in file order; the scores as one
+    line per item, doc_id \\x1f doc_hash \\x1f repr(float(score)) (exact: repr round-trips a float; the
+    schema makes doc_id an int and doc_hash hex). Compact text: thousands of entries are kept at once."""
+    return tuple(((t["task"], t["version"], t["data_hash"], t["gen_key"]),
+                  "\n".join(f"{i['doc_id']}\x1f{i['doc_hash']}\x1f{float(i['base']['score'])!r}" for i in t["items"]))
+                 for t in res["tasks"])
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
@@ -236,20 +257,25 @@ def _check_consistency(e: _Entry, tasks: dict) -> None:
 # ------------------------------------------------------------------------------------ across entries
 
 
-def _base_scores(t: dict) -> dict[int, tuple[str, float]]:
-    return {i["doc_id"]: (i["doc_hash"], float(i["base"]["score"])) for i in t["items"]}
+def _base_scores(run: str) -> dict[int, tuple[str, float]]:
+    """{doc_id: (doc_hash, base score)} of one task of _base_runs (a repeated doc_id: the last one)."""
+    out = {}
+    for line in run.split("\n"):
+        doc_id, doc_hash, score = line.split("\x1f")
+        out[int(doc_id)] = (doc_hash, float(score))
+    return out
 
 
 def _check_canonical(e: _Entry, canon: _Entry) -> None:
-    by_key = {(t["task"], t["version"], t["data_hash"], t["gen_key"]): t for t in canon.results["tasks"]}
-    for i, t in enumerate(e.results["tasks"]):
-        c = by_key.get((t["task"], t["version"], t["data_hash"], t["gen_key"]))
+    by_key = dict(canon.base_runs)
+    for i, (key, run) in enumerate(e.base_runs):
+        c = by_key.get(key)
         if c is None:
             continue
-        mine, theirs = _base_scores(t), _base_scores(c)
+        mine, theirs = _base_scores(run), _base_scores(c)
         differ = sum(mine.get(k) != theirs.get(k) for k in set(mine) | set(theirs))
         if differ:
-            e.errors.append(Problem(RESULTS_FILE, f"tasks[{i}].items", f"base scores on task {t['task']} differ from"
+            e.errors.append(Problem(RESULTS_FILE, f"tasks[{i}].items", f"base scores on task {key[0]} differ from"
                                     f" the canonical entry {canon.id!r} for this base model on {differ} of"
                                     f" {len(theirs)} items (same base settings, task version, data and generation"
                                     " settings)"))
@@ -260,14 +286,14 @@ def _cross_checks(targets: list[_Entry], universe: list[_Entry], trust: Trust) -
     by_id: dict[str, list[_Entry]] = {}
     for u in universe:
         by_id.setdefault(u.id, []).append(u)
-    ok = lambda u: u.metadata is not None and u.results is not None  # noqa: E731
+    ok = lambda u: u.metadata is not None and u.key is not None  # noqa: E731
     # The earliest entry of each pair key and of each tuned fingerprint (precedence: forgetbench.trust).
     first_key: dict[tuple, _Entry] = {}
     first_print: dict[str, _Entry] = {}
-    for u in sorted((u for u in universe if u.results is not None), key=trust.precedence):
+    for u in sorted((u for u in universe if u.key is not None), key=trust.precedence):
         first_key.setdefault(u.key, u)
         first_print.setdefault(u.fingerprint, u)
-    canonical = trust.canonical(u for u in universe if ok(u))
+    canonical = trust.canonical((u for u in universe if ok(u)), identity=lambda u: u.identity)
     for e in targets:
         others = [u for u in by_id.get(e.id, []) if u is not e]
         if others:
@@ -285,7 +311,7 @@ def _cross_checks(targets: list[_Entry], universe: list[_Entry], trust: Trust) -
         e.errors += trust.list_problems(e)
         if not ok(e):
             continue
-        canon = canonical.get(base_identity(e.results))
+        canon = canonical.get(e.identity)
         if canon is not None and canon is not e:
             _check_canonical(e, canon)
 
@@ -295,16 +321,22 @@ def _report(e: _Entry, trust: Trust) -> EntryReport:
     status = INVALID if e.errors else STALE if stale else OK
     badges = trust.badges(e) + (["stale"] if stale else [])
     return EntryReport(e.path.name or str(e.path), str(e.path), status, tuple(badges), tuple(e.errors), tuple(e.warnings),
-                       e.metadata, e.results, e.sha256)
+                       e.metadata, e.results, e.sha256, None if e.errors else e.digest)
 
 
-def validate_entries(paths, root: Path | None = None, while_waiting=None) -> list[EntryReport]:
+def validate_entries(paths, root: Path | None = None, while_waiting=None, digest=None) -> list[EntryReport]:
     """Reports for the entry folders in `paths` (a submissions root stands for all its entries).
 
     Duplicates and canonical base scores are checked against every entry of `root` and of the roots
     the paths are in (a folder holding verified.yaml or reference.yaml). Never raises on malformed entries.
     `while_waiting()`, if given, runs in this process while worker processes check the entries (the
-    leaderboard builder imports its next stages meanwhile)."""
+    leaderboard builder imports its next stages meanwhile).
+
+    `digest(folder name, metadata, results, sha256)`, if given (a module-level function: it goes to the
+    worker processes), is called where an entry is checked, on each entry to report on that passed the
+    per-entry checks, after format v1 results were upgraded; its value is the report's `digest`
+    (None on an invalid report) and reports carry no `results`: a root of 10,000 parsed entries
+    would not fit in memory (the leaderboard builder makes its table rows this way)."""
     targets, roots = _discover(paths, root)
     trust = Trust(roots)
     vprobs: list[Problem] = list(trust.problems)
@@ -319,7 +351,7 @@ def validate_entries(paths, root: Path | None = None, while_waiting=None) -> lis
         jobs.setdefault(Path(p).absolute(), (Path(p), True))
     for p in (p for r in roots for p in entry_dirs(r)):
         jobs.setdefault(Path(p).absolute(), (Path(p), False))
-    loaded = dict(zip(jobs, _check_all(list(jobs.values()), tasks, vprobs, while_waiting)))
+    loaded = dict(zip(jobs, _check_all(list(jobs.values()), tasks, vprobs, while_waiting, digest)))
     mine = [loaded[Path(p).absolute()] for p in targets]
     universe = list(loaded.values())
     try:
@@ -339,6 +371,7 @@ def _check_one(path: Path, full: bool, tasks: dict, vprobs: list[Problem]) -> _E
     """load_entry, and for an entry to report on the per-entry checks; never raises."""
     try:
         e = load_entry(path)
+        _summarize(e)
     except Exception as x:  # noqa: BLE001
         return _Entry(path, errors=[_internal(x)])
     if full:
@@ -350,15 +383,30 @@ def _check_one(path: Path, full: bool, tasks: dict, vprobs: list[Problem]) -> _E
     return e
 
 
-def _check_chunk(jobs: list[tuple[Path, bool]], tasks: dict, vprobs: list[Problem]) -> list[_Entry]:
-    return [_check_one(p, full, tasks, vprobs) for p, full in jobs]
+def _digested(e: _Entry, full: bool, digest) -> _Entry:
+    """validate_entries(digest=...): the digest of an entry to report on that passed so far, and the
+    parsed results dropped (only the digest and the cross-check fields go back)."""
+    if digest is None:
+        return e
+    if full and not e.errors:
+        try:
+            e.digest = digest(e.path.name, e.metadata, e.results, e.sha256)
+        except Exception as x:  # noqa: BLE001
+            e.errors.append(_internal(x))
+    e.results = None
+    return e
 
 
-def _check_all(jobs: list[tuple[Path, bool]], tasks: dict, vprobs: list[Problem], while_waiting=None) -> list[_Entry]:
+def _check_chunk(jobs: list[tuple[Path, bool]], tasks: dict, vprobs: list[Problem], digest=None) -> list[_Entry]:
+    return [_digested(_check_one(p, full, tasks, vprobs), full, digest) for p, full in jobs]
+
+
+def _check_all(jobs: list[tuple[Path, bool]], tasks: dict, vprobs: list[Problem], while_waiting=None,
+               digest=None) -> list[_Entry]:
     """The per-entry work (parsing, schema, recomputed statistics) of every job, in order, spread over
     the cores for large roots (entries are independent; the cross-entry checks stay in the caller).
     Failures of an entry become error entries inside the worker; a failed pool is redone here."""
-    return chunked_map(_check_chunk, jobs, tasks, vprobs, min_per_worker=PARALLEL_MIN_ENTRIES, chunk=_CHUNK,
+    return chunked_map(_check_chunk, jobs, tasks, vprobs, digest, min_per_worker=PARALLEL_MIN_ENTRIES, chunk=_CHUNK,
                        while_waiting=while_waiting)
 
 

@@ -1,0 +1,65 @@
+"""validate_entries(digest=...): the leaderboard builder's table rows are made where each entry is
+checked and the parsed results.json do not come back (10,000 of them would not fit in memory). The
+reports must be the plain ones, the digest that of the (upgraded) parsed files, serial or pooled, and
+the builder's tables the same as rows made in the calling process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from forgetbench import leaderboard, validate
+
+from test_validate_parallel import subs  # noqa: F401 (fixture: 7 entries, one tampered, one unparsable)
+
+
+def _digest(name, metadata, results, sha256):
+    return name, sha256, metadata["id"], len(results["tasks"]), results["format_version"]
+
+
+@pytest.mark.parametrize("min_entries", [10**9, 2], ids=["serial", "pool"])
+def test_digest_replaces_the_parsed_results(subs, monkeypatch, min_entries):  # noqa: F811
+    monkeypatch.setattr(validate, "PARALLEL_MIN_ENTRIES", min_entries)
+    paths = sorted(d for d in subs.iterdir() if d.is_dir())
+    plain = validate.validate_entries(paths, root=subs)
+    digested = validate.validate_entries(paths, root=subs, digest=_digest)
+    assert [r.to_json() for r in digested] == [r.to_json() for r in plain]
+    assert [r.status for r in plain].count("invalid") == 2
+    for p, d in zip(plain, digested):
+        assert d.results is None and d.results_sha256 == p.results_sha256 and d.metadata == p.metadata
+        want = None if p.status == "invalid" else _digest(p.entry, p.metadata, p.results, p.results_sha256)
+        assert d.digest == want
+
+
+def _tables(db: Path) -> dict[str, list]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in leaderboard._COLUMNS}
+    finally:
+        con.close()
+
+
+def test_rows_made_by_the_validator_equal_rows_made_here(subs, tmp_path, monkeypatch):  # noqa: F811
+    """The default build takes its rows from the validator's digests; a validator that returns the parsed
+    files instead (the builder then makes the rows itself) must give the same database."""
+    monkeypatch.setattr(validate, "PARALLEL_MIN_ENTRIES", 2)
+    leaderboard.build(subs, tmp_path / "a")
+    real = validate.validate_entries
+
+    def without_digest(*args, digest=None, **kw):
+        return real(*args, **kw)
+
+    monkeypatch.setattr(validate, "validate_entries", without_digest)
+    leaderboard.build(subs, tmp_path / "b")
+    a, b = _tables(tmp_path / "a" / "leaderboard.duckdb"), _tables(tmp_path / "b" / "leaderboard.duckdb")
+    assert a == b and len(a["entries"]) == 5 and len(a["excluded"]) == 2
+    assert json.loads(dict(a["excluded"])["par-3"])  # the tampered entry is listed with its errors
+
+
+def test_a_value_the_tables_cannot_hold_is_a_cannot_ingest_error(tmp_path):
+    """table_rows reports a wrongly typed value instead of raising (it runs inside the validator)."""
+    kind, why = leaderboard.table_rows("x-1", {"base": "not a mapping"}, {"tasks": []}, "", {})
+    assert (kind, why) == ("error", "metadata base/tuned must be mappings")

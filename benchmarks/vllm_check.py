@@ -98,8 +98,10 @@ def run_eval(py: Path, backend: str, tuned: str, args, work: Path) -> dict:
     cmd = [str(py), "-m", "forgetbench.cli", "eval", BASE, tuned, "--backend", backend, "--suite", args.suite,
            "--limit", str(args.limit), "--dtype", args.dtype, "--target", args.target,
            "--kl-prompts", str(args.kl_prompts), "--kl-samples", str(args.kl_samples), "--db", str(db), "--json"]
+    # FORGETBENCH_WORKERS=1: one HF model in one process, like the one vLLM engine, so the load and score
+    # phases compare (and their stderr lines are the ones `phases` reads)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "FORGETBENCH_PROGRESS": "0"}
+           "FORGETBENCH_PROGRESS": "0", "FORGETBENCH_WORKERS": "1"}
     print("$", " ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

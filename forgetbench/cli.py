@@ -1,4 +1,4 @@
-"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build | toy mog | compare`.
+"""Command line: `forgetbench eval | tasks | demo | law | export | validate | leaderboard build | toy mog | toy parity | compare`.
 
 Each subcommand imports what it needs only when it runs, so `forgetbench tasks` and `--help` start
 instantly. A UserError becomes one line on stderr and exit code 2; nothing is half-written.
@@ -177,9 +177,33 @@ def _add_toy(sub) -> None:
     m.add_argument("--seed", type=SEED, default=0)
     m.add_argument("--out", type=Path, default=Path("toy_mog.png"), help="figure, .png or .svg (default toy_mog.png)")
     m.add_argument("--json", action="store_true", help="print the runs as JSON on stdout")
+    p = ts.add_parser("parity", help="RL's Razor parity experiment: SFT label choices vs RL, forgetting vs KL "
+                                     "(sklearn 8x8 digits)")
+    p.add_argument("--steps", type=COUNT, default=200, help="fine-tuning steps per run (default 200)")
+    p.add_argument("--lrs", type=_lrs, default=(0.001, 0.003, 0.01),
+                   help="comma-separated Adam learning rates in (0, 1] (default 0.001,0.003,0.01)")
+    p.add_argument("--seeds", type=COUNT, default=2, help="seeds per method and lr (default 2: 4x3x2 = 24 runs)")
+    p.add_argument("--seed", type=SEED, default=0, help="first seed; also seeds the base model (default 0)")
+    p.add_argument("--out", type=Path, default=Path("toy_parity.png"), help="figure, .png or .svg (default toy_parity.png)")
+    p.add_argument("--json", action="store_true", help="print the runs, the fit and per-method means as JSON")
+
+
+def _lrs(text: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated learning rates, each in (0, 1]."""
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not all(0 < v <= 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"each learning rate must be in (0, 1], got {text}")
+    return vals
 
 
 def cmd_toy(args) -> int:
+    if args.toy_command == "parity":
+        from .toy_parity import main as parity_main
+
+        return parity_main(args.steps, args.lrs, args.seeds, args.seed, args.out, args.json)
     from .toy import main as toy_main
 
     return toy_main(args.steps, args.lr, args.seed, args.out, args.json)

@@ -158,7 +158,9 @@ def m_self_reference(rng, md, res, ctx):
 
 
 def m_dtype_claim(rng, md, res, ctx):
-    res["pair"]["settings"]["dtype"] = rng.choice(["float32", "float16"])
+    # another dtype than the runs': the shipped entries' own dtype would be an honest claim
+    res["pair"]["settings"]["dtype"] = rng.choice([d for d in ("bfloat16", "float32", "float16")
+                                                   if d != res["pair"]["settings"]["dtype"]])
     return "invalid"
 
 

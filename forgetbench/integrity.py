@@ -107,6 +107,12 @@ def _settings(res: dict, err) -> None:
     for i, t in enumerate(res["tasks"]):
         for gs in ("gen_settings", "tuned_gen_settings"):
             g = t.get(gs) or {}
+            # a key the tasks ran with but the pair omits would hide the pair's base identity (trust.py)
+            gone = next((k for k in _SHARED_SETTINGS if k in g and k not in pair), None)
+            if gone:
+                err(f"pair.settings.{gone}", f"is missing but tasks[{i}].{gs}.{gone} is {g[gone]!r}: a pair records"
+                    " the settings its tasks ran under")
+                return
             bad = next((k for k in _SHARED_SETTINGS if k in g and k in pair and g[k] != pair[k]), None)
             if bad:
                 err(f"tasks[{i}].{gs}.{bad}", f"is {g[bad]!r} but pair.settings.{bad} is {pair[bad]!r}: a pair's tasks"

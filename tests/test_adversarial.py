@@ -245,6 +245,16 @@ def test_pair_settings_must_match_the_tasks_settings(root):
     assert f"pair.settings.dtype is '{other}'" in errors_at(reports(root)["dtype"], "tasks[0].gen_settings.dtype")[0]
 
 
+@pytest.mark.parametrize("key", ["backend", "dtype", "seed"])
+def test_a_setting_removed_from_the_pair_is_invalid(root, key):
+    """Without it the pair's base identity would differ from its runs' and escape the canonical base check."""
+    entry = derive(root, "gone", seal=False)
+    md, res = load(entry)
+    del res["pair"]["settings"][key]
+    save(entry, res=res)
+    assert f"is missing but tasks[0].gen_settings.{key} is" in errors_at(reports(root)["gone"], f"pair.settings.{key}")[0]
+
+
 # ------------------------------------------------------------------------------------ duplicates and copies
 
 

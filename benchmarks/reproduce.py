@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from forgetbench import law  # noqa: E402
+from forgetbench import law_command  # noqa: E402
 from forgetbench.demo import BASE, demo_recipe, summary_table  # noqa: E402
 from forgetbench.records import EvalSettings  # noqa: E402
 
@@ -120,7 +120,7 @@ def main() -> None:
     (args.out / "reproduce.md").write_text(text + "\n")
     print(f"\n[reproduce] {len(rows)} runs in {time.time() - t0:.0f} s; forgetting vs KL: "
           f"forgetbench law --db {db}", file=sys.stderr)
-    law.main(db, args.out / "law.png")
+    law_command.main(db, args.out / "law.png")
 
 
 if __name__ == "__main__":

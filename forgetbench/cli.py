@@ -222,7 +222,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_law(args) -> int:
-    from .law import main as law_main
+    from .law_command import main as law_main
 
     return law_main(args.db, args.out, args.json, args.x)
 

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .toy_parity import METHODS, ParityResult
 
 COLORS = {"sft-single": "tab:red", "sft-uniform": "tab:orange", "sft-oracle": "tab:green", "rl": "tab:blue"}
 
 
-def plot(res: ParityResult, out: Path) -> Path:
+def plot(res: "toy_parity.ParityResult", out: Path) -> Path:
     try:
         import matplotlib
     except ImportError as e:
@@ -22,7 +21,7 @@ def plot(res: ParityResult, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
-    for m in METHODS:
+    for m in res.means:  # forgetbench.toy_parity.METHODS, in order
         rs = [r for r in res.runs if r.method == m]
         a1.scatter([100 * r.new_acc for r in rs], [100 * r.old_acc for r in rs], color=COLORS[m], s=28, label=m)
         a2.scatter([r.kl for r in rs], [100 * r.drop for r in rs], color=COLORS[m], s=28, label=m)

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from forgetbench import law
+from forgetbench import law, law_command
 from forgetbench.errors import UserError
 from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
 from forgetbench.store import Store
@@ -132,7 +132,7 @@ def test_fewer_than_three_pairs_is_a_user_error(tmp_path, capsys):
         _put(s, 1, 2.0, {"mmlu": 3.0})
         _put(s, 2, 3.0, {"mmlu": 5.0}, with_kl=False)  # a pair without KL does not count
     with pytest.raises(UserError, match="law needs at least 3 pairs with KL; found 2"):
-        law.main(db, tmp_path / "p.png")
+        law_command.main(db, tmp_path / "p.png")
     assert "run01" in capsys.readouterr().out  # what exists is still shown
     assert not (tmp_path / "p.png").exists()
 
@@ -143,13 +143,13 @@ def test_store_without_kl_table_reports_zero(tmp_path):
         s.con.execute("DROP TABLE IF EXISTS pair_kl")
         _put(s, 0, 1.0, {"mmlu": 1.0}, with_kl=False)
     with pytest.raises(UserError, match="found 0"):
-        law.main(db, tmp_path / "p.png")
+        law_command.main(db, tmp_path / "p.png")
 
 
 def test_main_writes_png_and_table(tmp_path, capsys):
     db, _ = _store(tmp_path)
     out = tmp_path / "law.png"
-    assert law.main(db, out) == 0
+    assert law_command.main(db, out) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
     text = capsys.readouterr().out
     assert "mean_drop" in text and "mmlu" in text and "R² quad" in text and str(out) in text
@@ -158,7 +158,7 @@ def test_main_writes_png_and_table(tmp_path, capsys):
 def test_main_svg_json_and_other_x(tmp_path, capsys):
     db, _ = _store(tmp_path)
     out = tmp_path / "law.svg"
-    assert law.main(db, out, as_json=True, x="rev_tok") == 0
+    assert law_command.main(db, out, as_json=True, x="rev_tok") == 0
     assert ET.parse(out).getroot().tag.endswith("svg")
     d = json.loads(capsys.readouterr().out)
     assert d["x"] == "rev_tok" and d["n_pairs"] == 12 and d["plot"] == str(out)
@@ -170,8 +170,8 @@ def test_main_svg_json_and_other_x(tmp_path, capsys):
 def test_bad_arguments(tmp_path):
     db, _ = _store(tmp_path, n=4)
     with pytest.raises(UserError, match=r"\.png or \.svg"):
-        law.main(db, tmp_path / "law.pdf")
+        law_command.main(db, tmp_path / "law.pdf")
     with pytest.raises(UserError, match="--x must be one of"):
-        law.main(db, tmp_path / "law.png", x="kl")
+        law_command.main(db, tmp_path / "law.png", x="kl")
     with pytest.raises(UserError, match="no store"):
-        law.main(tmp_path / "missing.duckdb", tmp_path / "law.png")
+        law_command.main(tmp_path / "missing.duckdb", tmp_path / "law.png")

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from forgetbench import cli, law, law_predict, target_prompts
+from forgetbench import cli, law_command, law_predict, target_prompts
 from forgetbench.errors import UserError
 from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
 from forgetbench.store import Store
@@ -145,12 +145,12 @@ def test_law_predicts_prompt_pairs_from_the_other_pairs(tmp_path, capsys):
         # the same tuned model on a task target: its probe drops are the prompt pair's own, so it is left out
         _put(s, 99, 5.0, {"mmlu": 40.0})
         s.con.execute("UPDATE models SET spec = '/ckpt/mine' WHERE spec = '/ckpt/run99'")
-    assert law.main(db, tmp_path / "law.png", as_json=True) == 0
+    assert law_command.main(db, tmp_path / "law.png", as_json=True) == 0
     out = json.loads(capsys.readouterr().out)
     (pred,) = out["predictions"]
     assert pred["target"] == "prompts:0123456789ab" and pred["n_fit"] == 10 and pred["x"] == 5.0
     assert pred["predicted"]["lo"] < 10.0 < pred["predicted"]["hi"] and abs(pred["predicted"]["value"] - 10) < 1.5
     assert pred["measured"]["value"] == pytest.approx(40.0) and "prediction interval" in pred["method"]
-    assert law.main(db, tmp_path / "law.png") == 0
+    assert law_command.main(db, tmp_path / "law.png") == 0
     text = capsys.readouterr().out
     assert "PREDICTED forgetting (not measured)" in text and "prompts:0123456789ab" in text

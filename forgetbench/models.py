@@ -282,11 +282,14 @@ def convert_gguf(gguf: Path, cache: Path, dtype: str = "bfloat16", name: str | N
     def build(tmp: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from forgetbench.gguf_parse import parsed_once
+
         try:
-            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, dtype=_torch_dtype(save_dtype)
-            )
+            with parsed_once():
+                tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                model = AutoModelForCausalLM.from_pretrained(
+                    gguf.parent, gguf_file=gguf.name, dtype=_torch_dtype(save_dtype)
+                )
         except Exception as e:  # noqa: BLE001 - transformers raises many types for bad files
             raise UserError(f"{gguf}: cannot convert this GGUF file with transformers: {e}") from e
         # The loaded model still carries the GGUF quantizer; saved as-is, transformers would try

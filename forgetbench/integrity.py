@@ -57,7 +57,8 @@ def check(res: dict, tasks: dict[str, TaskSpec]) -> tuple[list[Problem], list[Pr
             continue
         _keys(t, i, spec, err)
         _values(t, i, spec, err)
-        _rows(t, i, spec, err, lambda f, m: warnings.append(Problem(RESULTS_FILE, f, m)))
+        _rows(t, i, spec, err, lambda f, m: warnings.append(Problem(RESULTS_FILE, f, m)),
+              res["pair"]["settings"].get("seed"))
     if res["kl"] is not None:
         _kl(res, err)
     return errors, warnings
@@ -209,36 +210,40 @@ def _values(t: dict, i: int, spec: TaskSpec, err) -> None:
 # ------------------------------------------------------------------------------------ rows
 
 
-def registry_rows(spec: TaskSpec, data_hash: str) -> tuple[int, str, list | None] | None:
+def registry_rows(spec: TaskSpec, data_hash: str, seed: int | None = None) -> tuple[int, str, list | None] | None:
     """(row count, items hash, the rows' (doc hash, cluster, stratum) or None) of the registry's rows
-    with this data hash: regenerated for generated tasks, else the pinned `data_rows`; None if unknown."""
-    if spec.sources and all(s.generator for s in spec.sources):
+    with this data hash: regenerated for generated tasks (a pinned `--limit` subsample, like the demo's,
+    too when the entry's seed reproduces it), else the pinned `data_rows`; None if unknown."""
+    generated = bool(spec.sources) and all(s.generator for s in spec.sources)
+    if generated:
         got = _generated(spec)
         if got is not None and got[0] == data_hash:
             return len(got[1]), items_hash(got[1]), got[1]
     for h, n, items in spec.data_rows:
         if h == data_hash:
-            return n, items, None
+            sub = _generated(spec, n, seed) if generated and isinstance(seed, int) else None
+            # the rows let the error name each missing or changed doc_id, not just the count
+            return n, items, sub[1] if sub is not None and sub[0] == data_hash else None
     return None
 
 
 @lru_cache(maxsize=64)
-def _generated(spec: TaskSpec) -> tuple[str, list] | None:
+def _generated(spec: TaskSpec, limit: int | None = None, seed: int = 0) -> tuple[str, list] | None:
     try:
-        docs = load_docs(spec)
+        docs = load_docs(spec, limit=limit, seed=seed)
     except UserError:
         return None
     return docs.data_hash, docs_items(docs)
 
 
-def _rows(t: dict, i: int, spec: TaskSpec, err, warn) -> None:
+def _rows(t: dict, i: int, spec: TaskSpec, err, warn, seed=None) -> None:
     if not spec.data_hashes:
         warn(f"tasks[{i}].items", f"the registry pins no rows for task {spec.name}, so its items could not be checked"
              " against them")
         return
     if t["data_hash"] not in spec.data_hashes:
         return  # stale: reported by forgetbench.validate
-    want = registry_rows(spec, t["data_hash"])
+    want = registry_rows(spec, t["data_hash"], seed)
     if want is None:
         warn(f"tasks[{i}].items", f"the registry has no pinned rows for data hash {t['data_hash'][:12]}..., so the"
              f" items of {spec.name} could not be checked against them")

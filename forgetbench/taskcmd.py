@@ -1,5 +1,7 @@
 """`forgetbench tasks` (list the registry and the user's task folders) and `forgetbench tasks hash NAME`
-(the sha256 of a task's full rows: the value to pin in its `data_hashes`)."""
+(the sha256 of a task's full rows: the value to pin in its `data_hashes`; with `--limit N [--seed S]`,
+of the seeded subsample `eval --limit N --seed S` evaluates, with the `data_rows` pin that lets validate
+check an entry's items against it offline, as the demo's subsamples are pinned)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import json
 import sys
 from pathlib import Path
 
+from .argtypes import COUNT, SEED
 from .errors import UserError
+from .records import EvalSettings
 
 
 def add_arguments(p) -> list:
@@ -17,6 +21,8 @@ def add_arguments(p) -> list:
     h = sub.add_parser("hash", help="sha256 of a task's full rows, to pin in metadata.forgetbench.data_hashes")
     h.add_argument("name", help="task name")
     h.add_argument("--data-dir", type=Path, help="local data: DIR/<org>__<name>[/<config>]/<split>.jsonl")
+    h.add_argument("--limit", type=COUNT, help="the seeded, stratified subsample of N rows eval --limit N uses")
+    h.add_argument("--seed", type=SEED, default=EvalSettings().seed, help="its seed (eval's --seed; default %(default)s)")
     h.add_argument("--json", action="store_true")
     return [p, h]
 
@@ -55,25 +61,35 @@ def list_tasks(as_json: bool) -> int:
     return 0
 
 
-def hash_task(name: str, data_dir: Path | None, as_json: bool) -> int:
+def hash_task(name: str, data_dir: Path | None, as_json: bool, limit: int | None = None, seed: int = 1234) -> int:
     from . import data, registry
 
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir} is not a directory")
     spec = registry.get(name)
-    docs = data.load_docs(spec, data_dir=data_dir)
+    docs = data.load_docs(spec, data_dir=data_dir, limit=limit, seed=seed)
+    items = data.items_hash(data.docs_items(docs))
     pinned = docs.data_hash in spec.data_hashes
+    subset = limit is not None and limit < sum(1 for _ in data.load_docs(spec, data_dir=data_dir).rows)
     if as_json:
-        print(json.dumps({"task": name, "data_hash": docs.data_hash, "n_rows": len(docs.rows),
+        print(json.dumps({"task": name, "data_hash": docs.data_hash, "n_rows": len(docs.rows), "items": items,
+                          "limit": limit if subset else None, "seed": seed if subset else None,
                           "sources": list(docs.sources), "pinned": pinned, "yaml": spec.yaml_path}))
         return 0
     print(docs.data_hash)
-    state = "already pinned" if pinned else f"pin it: add it to data_hashes in {spec.yaml_path}"
-    print(f"{name}: {len(docs.rows)} rows from {'; '.join(docs.sources)}; {state}", file=sys.stderr)
+    what = f"{len(docs.rows)} rows" + (f" (--limit {limit} --seed {seed})" if subset else "")
+    if pinned:
+        state = "already pinned"
+    elif subset:  # validate cannot regenerate a subsample from the task alone: it checks the pinned items hash
+        state = (f"pin it: add it to data_hashes in {spec.yaml_path} and to data_rows as "
+                 f"{docs.data_hash}: {{n: {len(docs.rows)}, items: {items}}}")
+    else:
+        state = f"pin it: add it to data_hashes in {spec.yaml_path}"
+    print(f"{name}: {what} from {'; '.join(docs.sources)}; {state}", file=sys.stderr)
     return 0
 
 
 def main(args) -> int:
     if getattr(args, "tasks_command", None) == "hash":
-        return hash_task(args.name, args.data_dir, args.json)
+        return hash_task(args.name, args.data_dir, args.json, args.limit, args.seed)
     return list_tasks(args.json)

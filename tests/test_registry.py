@@ -52,3 +52,29 @@ def test_generated_rows_match_the_registered_hash(name):
     spec = registry.get(name)
     docs = data.load_docs(spec)
     assert docs.data_hash in spec.data_hashes, f"{name}: generator output changed; bump the version and hash"
+
+
+@pytest.mark.parametrize("name", [t.name for t in registry.suite("demo")])
+def test_the_demo_subsample_is_pinned(name):
+    """forgetbench demo evaluates `--limit DEMO_LIMIT` rows per task: their hash and items are pinned, so
+    the demo's entries validate; `tasks hash NAME --limit N` prints the values."""
+    from forgetbench.demo import DEMO_LIMIT
+    from forgetbench.records import EvalSettings
+
+    spec = registry.get(name)
+    docs = data.load_docs(spec, limit=DEMO_LIMIT, seed=EvalSettings().seed)
+    assert len(docs.rows) == DEMO_LIMIT and docs.data_hash in spec.data_hashes
+    assert (docs.data_hash, DEMO_LIMIT, data.items_hash(data.docs_items(docs))) in spec.data_rows
+
+
+def test_tasks_hash_prints_the_pin_of_a_subsample(capsys):
+    from forgetbench.cli import main
+
+    assert main(["tasks", "hash", "lite_arith", "--limit", "5", "--seed", "7"]) == 0
+    out, err = capsys.readouterr()
+    docs = data.load_docs(registry.get("lite_arith"), limit=5, seed=7)
+    items = data.items_hash(data.docs_items(docs))
+    assert out.strip() == docs.data_hash
+    assert "5 rows (--limit 5 --seed 7)" in err and f"{docs.data_hash}: {{n: 5, items: {items}}}" in err
+    assert main(["tasks", "hash", "lite_arith", "--limit", "0"]) == 2
+    assert "--limit: must be at least 1, got 0" in capsys.readouterr().err

@@ -38,11 +38,20 @@ def test_registry_lists_lite_suite_with_generators():
     assert set(lite) == set(LITE_TASKS)
     for spec in lite.values():
         (src,) = spec.sources
-        assert src.generator.startswith("forgetbench.lite.") and 40 <= src.n <= 150
+        assert src.generator.startswith("forgetbench.lite.") and 40 <= src.n <= 200
         rows = data.read_source(src, None)
         assert len(rows) == src.n
-        # a repeated item counts twice in every mean and CI (lite_mc 1.0 had one)
-        assert len({data.canonical(r) for r in rows}) == len(rows), f"{spec.name}: duplicate rows"
+        # a repeated item counts twice in every mean and CI: no question may repeat, even with other
+        # choices or numbers (lite_mc 1.1 repeated 13 day/month questions with shuffled choices)
+        asked = [r.get("question") or r.get("prompt") or data.canonical(r["nums"]) + str(r["target"]) for r in rows]
+        assert len(set(asked)) == len(rows), f"{spec.name}: a repeated question"
+
+
+@pytest.mark.parametrize("gen,n", [(mc, 300), (refusal, 224), (arith, 400)])
+def test_generators_never_repeat_a_question(gen, n):
+    rows = gen.generate(n, 0)
+    asked = [r.get("question") or r.get("prompt") for r in rows]
+    assert len(rows) == n and len(set(asked)) == n
 
 
 def test_countdown_rows_solvable_and_expert_correct():

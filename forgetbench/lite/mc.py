@@ -49,7 +49,7 @@ def _largest(r: random.Random):
 
 def _units(r: random.Random):
     large, small, factor = r.choice(UNITS)
-    k = r.randint(2, 5)
+    k = r.randint(2, 9)
     right = k * factor
     wrong = [(k + 1) * factor, k * factor // 2 if factor % 2 == 0 else (k - 1) * factor, k * factor * 10]
     return f"How many {small} are in {k} {large}?", str(right), [str(x) for x in wrong]
@@ -57,9 +57,10 @@ def _units(r: random.Random):
 
 def _next_in(r: random.Random, seq: tuple[str, ...], what: str):
     i = r.randrange(len(seq))
-    right = seq[(i + 1) % len(seq)]
+    step, where = (1, "after") if r.random() < 0.5 else (-1, "before")
+    right = seq[(i + step) % len(seq)]
     wrong = r.sample([s for s in seq if s not in (right, seq[i])], 3)
-    return f"Which {what} comes right after {seq[i]}?", right, wrong
+    return f"Which {what} comes right {where} {seq[i]}?", right, wrong
 
 
 def _opposite(r: random.Random):
@@ -70,6 +71,8 @@ def _opposite(r: random.Random):
 
 
 def generate(n: int, seed: int) -> list[dict]:
+    """n rows, no question twice (a repeated question would count double). Categories take turns; one
+    whose questions are used up (day: 14, month: 24, opposite: 30, units: 64) gives its turn to the next."""
     rng = random.Random(seed)
     makers = (
         ("addition", _add),
@@ -79,13 +82,22 @@ def generate(n: int, seed: int) -> list[dict]:
         ("month", lambda r: _next_in(r, MONTHS, "month")),
         ("opposite", _opposite),
     )
-    rows, seen = [], set()
-    for i in range(n):
-        category, make = makers[i % len(makers)]
-        for _ in range(100):  # a repeated question is the same item twice: it would count double
+    rows, seen, exhausted = [], set(), set()
+    turn = 0
+    while len(rows) < n:
+        if len(exhausted) == len(makers):
+            raise ValueError(f"lite_mc: the generator has fewer than {n} distinct questions")
+        category, make = makers[turn % len(makers)]
+        turn += 1
+        if category in exhausted:
+            continue
+        for _ in range(200):  # rejection sampling; 200 misses in a row: this category is used up
             question, right, wrong = make(rng)
             if question not in seen:
                 break
+        else:
+            exhausted.add(category)
+            continue
         seen.add(question)
         choices = list(wrong)
         answer = rng.randrange(4)

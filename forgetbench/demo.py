@@ -35,7 +35,7 @@ DEMO_TASKS = ("lite_ifeval", "lite_arith", "lite_mc", "lite_refusal")
 # registered suite and reports all of it (forgetbench.integrity), so the demo evaluates a suite, not a list.
 DEMO_SUITE = "demo"
 # Rows per task the demo evaluates: eval's seeded, stratified `--limit` subsample (seed 1234), pinned in each
-# task's data_hashes/data_rows so its entries validate. 20 rows, not the tasks' 48-96, keep four evaluations
+# task's data_hashes/data_rows so its entries validate. 20 rows, not the tasks' 48-200, keep four evaluations
 # of the four tasks within the 10-minute budget on a 2-core AVX2 CPU; the price is wide intervals (a
 # 95% interval on a 20-item target spans ~+-20-30 points), which the demo's loop-not-comparison purpose can pay.
 DEMO_LIMIT = 20

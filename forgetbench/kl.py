@@ -30,7 +30,7 @@ import numpy as np
 from forgetbench.errors import UserError
 from forgetbench.hardware import configure_threads
 from forgetbench.progress import bar
-from forgetbench.bootstrap import percentile_ci, resample_sums
+from forgetbench.bootstrap import percentile_ci, seeded_sums
 from forgetbench.records import Estimate
 
 
@@ -289,7 +289,7 @@ def summarize(items: KLItems, n_boot: int = 10000, seed: int = 0) -> dict[str, E
     cols = [items.fwd, items.rev, items.tv, items.n_tokens, np.ones(len(items.fwd))]
     per_prompt = np.stack([np.bincount(unit, weights=np.asarray(c, float)) for c in cols], axis=1)
     tot = per_prompt.sum(axis=0)
-    reps = resample_sums(per_prompt, n_boot, np.random.default_rng(seed))
+    reps = seeded_sums(per_prompt, n_boot, seed)  # the same draws as default_rng(seed) gives resample_sums
 
     def ratio(num: int, den: int) -> Estimate:
         lo, hi = percentile_ci(reps[:, num] / reps[:, den])

@@ -150,11 +150,17 @@ def _depth_ok(obj: Any, limit: int = MAX_DEPTH) -> bool:
     return not level
 
 
+# Only a number token with 20 digits in a row (a huge integer or mantissa) or a 3-digit exponent can
+# make _finite_float or _small_int refuse it; a file without one (strings included, so this may be
+# over-cautious) parses to the same values without those per-number callbacks.
+_RISKY_NUMBER = re.compile(rb"\d{20}|[eE][-+]?\d{3}")
+
+
 def parse_json(data: bytes, name: str = RESULTS_FILE) -> Any:
     text = _text(data, name)
+    numbers = {} if _RISKY_NUMBER.search(data) is None else {"parse_float": _finite_float, "parse_int": _small_int}
     try:
-        obj = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float,
-                         parse_int=_small_int, object_pairs_hook=_unique_keys)
+        obj = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys, **numbers)
     except json.JSONDecodeError as e:
         raise Invalid(Problem(name, "", f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")) from None
     except ValueError as e:

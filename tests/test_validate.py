@@ -274,6 +274,24 @@ def test_malformed_files_become_errors(root, name, data, expect):
     assert any(p.file == name and expect in p.problem for p in r.errors), r.errors
 
 
+def test_parse_json_reads_numbers_exactly_as_the_strict_callbacks():
+    # parse_json skips its per-number callbacks when no token could need them: the values must not change
+    from forgetbench import submission as sub
+
+    doc = (b'{"a": [1, -9223372036854775807, 0.1, 1e-5, 2.5E+99, -0.0, 1234567890123456789.25, 7e-99],'
+           b' "s": "x 1e5 9999999999"}')
+    strict = json.loads(doc, parse_float=sub._finite_float, parse_int=sub._small_int)
+    got = sub.parse_json(doc)
+    assert got == strict and repr(got) == repr(strict) and [type(x) for x in got["a"]] == [type(x) for x in strict["a"]]
+    for bad, msg in ((b'{"a": 1E400}', "overflows"), (b'{"a": 1.0e0309}', "overflows"),
+                     (b'{"a": -12345678901234567890}', "too large"), (b'{"a": [' + b"9" * 400 + b'.5]}', "overflows")):
+        with pytest.raises(sub.Invalid, match=msg):
+            sub.parse_json(bad)
+    # text that merely looks like such a number takes the careful path and parses the same
+    assert sub.parse_json(b'{"s": "12345678901234567890 e123", "x": 1e-300}') == {"s": "12345678901234567890 e123",
+                                                                                 "x": 1e-300}
+
+
 def test_symlinks_and_oversize_files_are_refused_without_reading(root):
     entry = root / "fake-countdown"
     (entry / "results.json").unlink()

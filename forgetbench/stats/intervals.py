@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -84,6 +85,14 @@ def tango(up: float, down: float, n: float, z: float) -> tuple[float, float]:
 
     Inverts Z(d) = (up - down - n d) / sqrt(n (2 p~ + d (1 - d))), p~ the MLE of p(down) restricted
     to delta = d. With no discordant pair the limits are -+z^2 / (n + z^2), never [0, 0]."""
+    # A pure function of four numbers, and the same few counts recur across the tasks and entries a
+    # leaderboard build recomputes: solved once per process (floats in, so the cache never hands
+    # back another caller's numpy scalars).
+    return _tango(float(up), float(down), float(n), float(z))
+
+
+@lru_cache(maxsize=1 << 14)
+def _tango(up: float, down: float, n: float, z: float) -> tuple[float, float]:
     est = (up - down) / n
 
     def score(d: float) -> float:

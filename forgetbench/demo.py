@@ -6,14 +6,14 @@
    model resampled every round) and GRPO with the task's scorer as reward. Each is cached under
    $FORGETBENCH_HOME/runs by its recipe, so a second demo skips training;
 3. `forgetbench eval` each (base, tuned) pair on the demo suite (lite_ifeval as target, lite_arith, lite_mc,
-   lite_refusal), 20 pinned rows of each (DEMO_LIMIT), forward KL included (the base run and the base KL
+   lite_refusal), 16 pinned rows of each (DEMO_LIMIT), forward KL included (the base run and the base KL
    samples are computed once and shared by the three pairs);
 4. export each pair as a leaderboard entry (labelled `reference`), build the static leaderboard and
    print where its index.html is.
 
-Simplifications: sized for 10 minutes on a 2-core AVX2 CPU in float32: 2-4 optimizer steps per method
+Simplifications: sized for 10 minutes on a 2-core AVX2 CPU in float32: 1-2 optimizer steps per method
 (they show the loop, not learning curves, and not the methods' comparison: benchmarks/reproduce.py is
-for that); 20 rows per task (a 95% interval on the target spans ~+-20-30 points) and forward KL on 8
+for that); 16 rows per task (a 95% interval on the target spans ~+-25-30 points) and forward KL on 6
 prompts x 2 samples; one target. Why lite_ifeval and not lite_countdown: the 135M base solves none of its
 countdown samples, so on-policy SFT would keep no data and every GRPO group would have zero reward variance.
 """
@@ -35,10 +35,10 @@ DEMO_TASKS = ("lite_ifeval", "lite_arith", "lite_mc", "lite_refusal")
 # registered suite and reports all of it (forgetbench.integrity), so the demo evaluates a suite, not a list.
 DEMO_SUITE = "demo"
 # Rows per task the demo evaluates: eval's seeded, stratified `--limit` subsample (seed 1234), pinned in each
-# task's data_hashes/data_rows so its entries validate. 20 rows, not the tasks' 48-200, keep four evaluations
+# task's data_hashes/data_rows so its entries validate. 16 rows, not the tasks' 48-200, keep four evaluations
 # of the four tasks within the 10-minute budget on a 2-core AVX2 CPU; the price is wide intervals (a
-# 95% interval on a 20-item target spans ~+-20-30 points), which the demo's loop-not-comparison purpose can pay.
-DEMO_LIMIT = 20
+# 95% interval on a 16-item target spans ~+-25-30 points), which the demo's loop-not-comparison purpose can pay.
+DEMO_LIMIT = 16
 # Share of the demo's time each stage took on a 2-core CPU (float32, AVX2): the remaining-time estimate.
 # Measured on an AMD EPYC (AVX2 only, 2 cores, float32, eval worker processes): 18 / 48 / 172 / 75 / 67 /
 # 44 / 79 / 1 s (504 s).
@@ -60,7 +60,7 @@ class DemoConfig:
     # so one batch of 48 beats a batch of 32 plus one of 16 (each runs to the longest response).
     settings: EvalSettings = field(default_factory=lambda: EvalSettings(batch_size=64))
     limit: int | None = DEMO_LIMIT  # rows per task (None: all of them)
-    kl_prompts: int = 8  # x kl_samples base samples: the KL pass costs ~2.5 s per sequence on 2 AVX2 cores
+    kl_prompts: int = 6  # x kl_samples base samples: the KL pass costs ~2.5 s per sequence on 2 AVX2 cores
     kl_samples: int = 2
     force: bool = False  # retrain even if a checkpoint for the recipe exists
     dtype: str = "auto"  # training and evaluation; auto = what this hardware computes fast (forgetbench.hardware)
@@ -146,10 +146,10 @@ def run(cfg: DemoConfig) -> DemoResult:
         target = record["task"]
         t = time.time()
         by_suite = set(cfg.tasks) == set(DEMO_TASKS)
+        settings = replace(cfg.settings, dtype=record["recipe"]["dtype"])
         report = evaluate_pair(EvalRequest(base=base.spec, tuned=str(tuned), suite=DEMO_SUITE if by_suite else "lite",
                                            tasks=() if by_suite else cfg.tasks, target=target, db=db, limit=cfg.limit,
-                                           settings=replace(cfg.settings, dtype=record["recipe"]["dtype"]), kl_prompts=cfg.kl_prompts,
-                                           kl_samples=cfg.kl_samples))
+                                           settings=settings, kl_prompts=cfg.kl_prompts, kl_samples=cfg.kl_samples))
         times[f"eval {method}"] = time.time() - t
         _stage_done(times, cfg.methods)
         entry = subs / f"reference-smollm2-135m-{target.replace('_', '-')}-{method}"

@@ -22,7 +22,7 @@ def add_arguments(p) -> list:
     h.add_argument("name", help="task name")
     h.add_argument("--data-dir", type=Path, help="local data: DIR/<org>__<name>[/<config>]/<split>.jsonl")
     h.add_argument("--limit", type=COUNT, help="the seeded, stratified subsample of N rows eval --limit N uses")
-    h.add_argument("--seed", type=SEED, default=EvalSettings().seed, help="its seed (eval's --seed; default %(default)s)")
+    h.add_argument("--seed", type=SEED, default=EvalSettings().seed, help="its seed (eval's --seed; %(default)s)")
     h.add_argument("--json", action="store_true")
     return [p, h]
 

@@ -125,7 +125,7 @@ def test_canonical_base_is_the_first_verified_entry(root):
     i = task_index(json.loads((root / "other-base-run" / "results.json").read_text()), "lite_arith")
     assert got["other-base-run"].status == INVALID
     assert f"canonical entry {SFT!r}" in errors_at(got["other-base-run"], f"tasks[{i}].items")[0]
-    assert "on 5 of 20 items" in errors_at(got["other-base-run"], f"tasks[{i}].items")[0]
+    assert "on 5 of 16 items" in errors_at(got["other-base-run"], f"tasks[{i}].items")[0]
     assert got[SFT].badges == ("verified", "reference")
     assert all(got[n].status == OK for n in REFS)  # the three demo pairs share one base run
 
@@ -162,10 +162,10 @@ def drop_items(task: str, keep):
     return edit
 
 
-@pytest.mark.parametrize("task,n,kept", [("lite_arith", 20, 17), ("lite_mc", 20, 16)])
+@pytest.mark.parametrize("task,n,kept", [("lite_arith", 16, 13), ("lite_mc", 16, 12)])
 def test_cherry_picked_items_are_not_the_registry_rows(root, task, n, kept):
-    """Issue 11.2: items cut from 20 to 17 (20 to 16), aggregates recomputed: invalid, not stale. The shipped
-    entries are on the demo's pinned 20-row subsamples, which validate regenerates from the entry's seed."""
+    """Issue 11.2: items cut from 16 to 13 (16 to 12), aggregates recomputed: invalid, not stale. The shipped
+    entries are on the demo's pinned 16-row subsamples, which validate regenerates from the entry's seed."""
     entry = derive(root, "cherry", edit=drop_items(task, lambda it: it["doc_id"] >= n - kept))
     r = reports(root)["cherry"]
     i = task_index(load(entry)[1], task)

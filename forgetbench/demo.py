@@ -40,10 +40,10 @@ DEMO_SUITE = "demo"
 # 95% interval on a 16-item target spans ~+-25-30 points), which the demo's loop-not-comparison purpose can pay.
 DEMO_LIMIT = 16
 # Share of the demo's time each stage took on a 2-core CPU (float32, AVX2): the remaining-time estimate.
-# Measured on an AMD EPYC (AVX2 only, 2 cores, float32, eval worker processes): 18 / 48 / 172 / 75 / 67 /
-# 44 / 79 / 1 s (504 s).
-STAGE_SHARE = {"materialize base": 0.04, "train sft": 0.09, "eval sft": 0.34, "train onpolicy-sft": 0.15,
-               "eval onpolicy-sft": 0.13, "train rl": 0.09, "eval rl": 0.16, "leaderboard": 0.002}
+# Measured on an AMD EPYC (AVX2 only, 2 cores, float32, eval worker processes): 24 / 39 / 177 / 65 / 79 /
+# 29 / 76 / 1 s (492 s).
+STAGE_SHARE = {"materialize base": 0.05, "train sft": 0.08, "eval sft": 0.36, "train onpolicy-sft": 0.13,
+               "eval onpolicy-sft": 0.16, "train rl": 0.06, "eval rl": 0.15, "leaderboard": 0.002}
 LICENCE = "Apache-2.0"  # SmolLM2's licence; the demo's derivatives inherit it
 
 

@@ -303,6 +303,28 @@ def test_symlinks_and_oversize_files_are_refused_without_reading(root):
     assert "symlink" in problems["results.json"] and "cap" in problems["metadata.yaml"]
 
 
+def test_read_capped_reads_whole_files_up_to_the_cap_and_a_file_that_grew(tmp_path, monkeypatch):
+    import os
+
+    from forgetbench import submission as sub
+
+    f = tmp_path / "results.json"
+    f.write_bytes(b"x" * 100)
+    assert sub.read_capped(f, 100) == b"x" * 100
+    with pytest.raises(sub.Invalid, match="100 bytes, over the 99-byte cap"):
+        sub.read_capped(f, 99)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(sub.Invalid, match="not a regular file"):
+        sub.read_capped(tmp_path / "fifo", 100)
+    # the file grows between the size check and the read: read on to the cap, and no further
+    real = os.lstat(f)
+    shrunk = os.stat_result((real.st_mode, *real[1:6], 10, *real[7:]))
+    monkeypatch.setattr(sub.os, "lstat", lambda p: shrunk)
+    assert sub.read_capped(f, 100) == b"x" * 100
+    with pytest.raises(sub.Invalid, match="over the 50-byte cap"):
+        sub.read_capped(f, 50)
+
+
 def test_cli_exit_codes_and_json(root, tmp_path, capsys):
     ns = lambda *paths: argparse.Namespace(paths=list(paths), root=None, json=True)  # noqa: E731
     assert validate.main(ns(root)) == 0

@@ -21,7 +21,7 @@ Cells:
 The paired 0/1 cells depend on the data only through the (learned, forgotten) counts, so both methods
 are computed once per distinct count pair; the bootstrap replicates are drawn as the multinomial of
 the item types, which is what resampling the items does. The other cells call forgetbench.stats and
-forgetbench.bootstrap on every simulated data set.
+forgetbench.stats.bootstrap on every simulated data set.
 
     python benchmarks/coverage.py [--sims 1000] [--boot 10000] [--seed 0] [--only paired|clustered|strata|weighted|mean]
 """
@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from forgetbench.bootstrap import paired_bootstrap, percentile_ci  # noqa: E402
+from forgetbench.stats.bootstrap import paired_bootstrap, percentile_ci  # noqa: E402
 from forgetbench.stats import LEVEL, mean_of, paired_interval, z_quantile  # noqa: E402
 from forgetbench.stats.intervals import tango  # noqa: E402
 

@@ -9,7 +9,7 @@ The pair is the bundled SmolLM2-135M-Instruct and the demo's SFT checkpoint (tra
 `forgetbench demo` has not cached it yet). Each timing runs in float32 and in bfloat16 (side by side; on
 CPUs without native bfloat16 the bfloat16 column takes several times longer), and the machine is printed.
 `--workers 1,2` also times forgetbench with that many CPU worker processes per model (FORGETBENCH_WORKERS,
-forgetbench/workers.py): one column per dtype and worker count.
+forgetbench/eval/workers.py): one column per dtype and worker count.
 Usage: python benchmarks/eval_speed.py [--tasks lite_arith,lite_mc] [--dtypes float32,bfloat16] [--workers 1,2]
 """
 
@@ -26,9 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from forgetbench import registry  # noqa: E402
 from forgetbench.demo import DemoConfig, tuned_checkpoint  # noqa: E402
-from forgetbench.models import resolve  # noqa: E402
+from forgetbench.models.resolve import resolve  # noqa: E402
 from forgetbench.store import Store  # noqa: E402
 
 
@@ -63,7 +62,7 @@ def measure(args, dtype: str, base, tuned: Path, env: dict, plain_done: dict) ->
 
 def main() -> None:
     from forgetbench.demo import DEMO_TASKS
-    from forgetbench.hardware import describe, resolve_dtype
+    from forgetbench.runtime.hardware import describe, resolve_dtype
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", default=",".join(DEMO_TASKS), help="default: the demo's tasks")

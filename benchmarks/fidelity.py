@@ -9,7 +9,7 @@ checks, on the same rows, that every canonical solution passes and a blank compl
 
 Both sides score the bundled SmolLM2-135M-Instruct (one HFLM instance, chat template on) on the same
 rows: forgetbench's seeded --limit sample from a local copy of the hub data. forgetbench goes through
-its production path (harness.score_task); the built-ins are lm-eval's own task configs pointed at the
+its production path (lmeval.score_task); the built-ins are lm-eval's own task configs pointed at the
 same rows (mmlu: one `mmlu_<subject>` task per subject; gsm8k zero-shot, as forgetbench's). Prints the
 score of each side, the difference in points and the number of items that disagree.
 
@@ -31,8 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from forgetbench import data, harness, registry  # noqa: E402
-from forgetbench.models import resolve  # noqa: E402
+from forgetbench.tasks import data, registry  # noqa: E402
+from forgetbench.eval import lmeval
+from forgetbench.models.resolve import resolve  # noqa: E402
 from forgetbench.records import EvalSettings  # noqa: E402
 
 OVERRIDES = {"dataset_path": "json", "dataset_name": None, "custom_dataset": None, "test_split": "test",
@@ -48,7 +49,7 @@ def _code_eval_standin() -> None:
     run in forgetbench's sandbox (greedy: one candidate, k = 1, pass@1 = passed or not)."""
     import types
 
-    from forgetbench.scoring import sandbox
+    from forgetbench.tasks.scoring import sandbox
 
     def compute(references, predictions, k=(1,), **_):
         passed = [[sandbox.run(c + "\n" + ref, allowed=True).passed for c in cands]
@@ -62,7 +63,7 @@ def _code_eval_standin() -> None:
 
 def humaneval_selfcheck(rows) -> str:
     """Canonical solutions must pass and a blank completion must fail, through forgetbench's scorer."""
-    from forgetbench.scoring import humaneval, sandbox
+    from forgetbench.tasks.scoring import humaneval, sandbox
 
     with sandbox.opened(True):
         canon = sum(humaneval.passes(r, r["prompt"] + r["canonical_solution"]) for r in rows)
@@ -83,7 +84,7 @@ def builtin_scores(lm, name: str, rows, metric: str, max_gen_toks: int | None = 
     from lm_eval import evaluator
     from lm_eval.tasks import TaskManager
 
-    from forgetbench.punkt import ensure_punkt_tab
+    from forgetbench.tasks.punkt import ensure_punkt_tab
 
     ensure_punkt_tab()
     if name.startswith("humaneval"):
@@ -137,7 +138,7 @@ def main() -> None:
         return
     if args.side and not args.save:
         ap.error("--side needs --save FILE")
-    from forgetbench.backends import build_lm
+    from forgetbench.eval.backends import build_lm
 
     settings = EvalSettings(batch_size=args.batch_size, max_gen_toks=args.max_gen_toks)
     model = resolve("smollm2-135m-instruct")
@@ -145,7 +146,7 @@ def main() -> None:
     # bf16 loglikelihoods on CPU depend on which requests share a padded batch; forgetbench scores
     # mmlu as one task while lm-eval splits it per subject, so batches differ unless they hold one row.
     lm_single = build_lm(model, EvalSettings(batch_size=1))
-    from forgetbench.hardware import describe, resolve_dtype
+    from forgetbench.runtime.hardware import describe, resolve_dtype
 
     print(describe(resolve_dtype(settings.dtype).dtype))
     print(f"{'task':<19}{'n':>5}{'forgetbench':>13}{'lm-eval':>10}{'diff (pt)':>11}{'items differ':>14}{'seconds':>9}")
@@ -156,12 +157,12 @@ def main() -> None:
         t = time.time()
         task_lm = lm_single if name == "mmlu" else lm
         if args.side in (None, "forgetbench"):
-            run = harness.score_task(task_lm, model, spec, docs, settings, chat_template=True,
+            run = lmeval.score_task(task_lm, model, spec, docs, settings, chat_template=True,
                                      confirm_unsafe_code=args.confirm_run_unsafe_code)
             ours = saved[name] = [i.score for i in run.items]
         if args.side in (None, "lm-eval"):
             theirs = saved[name] = builtin_scores(task_lm, name, list(docs.rows),
-                                                  harness.primary_key(spec.primary_metric), args.max_gen_toks)
+                                                  lmeval.primary_key(spec.primary_metric), args.max_gen_toks)
         if args.side:
             args.save.write_text(json.dumps(saved))
             print(f"{name}: {args.side} side scored {len(saved[name])} rows in {time.time() - t:.0f} s", flush=True)

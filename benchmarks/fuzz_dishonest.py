@@ -38,7 +38,8 @@ def _sha(entry: Path) -> str:
 
 def reseal(res: dict) -> None:
     """Recompute every aggregate and mean_drop of `res` from its (edited) items, as an honest export would."""
-    from forgetbench import recompute, registry
+    from forgetbench.leaderboard import recompute
+    from forgetbench.tasks import registry
 
     tasks = registry.all_tasks()
     if hasattr(recompute, "upgrade"):  # format 2: forgetbench.stats intervals
@@ -48,7 +49,7 @@ def reseal(res: dict) -> None:
         recompute.upgrade(res, deltas)
         return
     # format 1 (before forgetbench.stats): the paired bootstrap with the entry's own n_boot and seed
-    from forgetbench.metrics import mean_drop, task_delta_with_reps
+    from forgetbench.stats.paired import mean_drop, task_delta_with_reps
 
     def agg(d, is_sub=False):
         est = lambda e: {"value": e.value, "lo": e.lo, "hi": e.hi}  # noqa: E731
@@ -271,7 +272,7 @@ def make_case(rng, root: Path, mutation) -> str:
 
 def run(n: int, seed: int, work: Path) -> tuple[Counter, Counter, Counter, Counter, list[str]]:
     """(cases, tracebacks, wrong outcomes, collateral per kind, samples)."""
-    from forgetbench.validate import INVALID, OK, STALE, validate_entries
+    from forgetbench.leaderboard.validate import INVALID, OK, STALE, validate_entries
 
     rng = random.Random(seed)
     cases, tbs, wrong, collateral, samples = Counter(), Counter(), Counter(), Counter(), []

@@ -46,7 +46,8 @@ def build_valid_entry(work: Path, entry_id: str = "fuzz-entry") -> Path:
     """A store from `forgetbench eval` on the fake backend, exported to work/submissions/<entry_id>."""
     import yaml
 
-    from forgetbench import cli, export
+    from forgetbench import cli
+    from forgetbench.leaderboard import export
 
     work.mkdir(parents=True, exist_ok=True)
     specs = []
@@ -269,7 +270,7 @@ def run_cases(valid: Path, n: int, seed: int, work: Path) -> tuple[Counter, Coun
     """(cases per kind, tracebacks per kind, still-valid per kind, first traceback texts)."""
     import traceback
 
-    from forgetbench.validate import INVALID, validate_entries
+    from forgetbench.leaderboard.validate import INVALID, validate_entries
 
     rng = random.Random(seed)
     cases, tracebacks, valid_after, samples = Counter(), Counter(), Counter(), []
@@ -309,7 +310,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         os.environ.setdefault("FORGETBENCH_HOME", str(tmp / "home"))
         valid = args.entry or build_valid_entry(tmp / "build")
-        from forgetbench.validate import validate_entries
+        from forgetbench.leaderboard.validate import validate_entries
 
         base = validate_entries([valid])
         if base[0].status == "invalid":

@@ -35,8 +35,8 @@ PROMPT = "Explain, step by step, how to compute 17 * 23 without a calculator."
 def _models(dtype: str = "bfloat16"):
     import torch
 
-    from forgetbench import models
-    from forgetbench.kl import load
+    from forgetbench.models import resolve as models
+    from forgetbench.kl.estimate import load
 
     path = models.resolve("smollm2-135m-instruct").path
     base, tok = load(path, dtype)
@@ -51,7 +51,7 @@ def _models(dtype: str = "bfloat16"):
 def _samples(tok, length: int, n: int, settings):
     import torch
 
-    from forgetbench.kl import BaseSamples
+    from forgetbench.kl.estimate import BaseSamples
 
     text = tok.apply_chat_template([{"role": "user", "content": PROMPT}], tokenize=False, add_generation_prompt=True)
     prompt = tuple(tok(text, add_special_tokens=False)["input_ids"])
@@ -88,7 +88,7 @@ class PeakRSS:
 def _setup(length: int, n: int, threads: int, dtype: str):
     import torch
 
-    from forgetbench.kl import KLSettings
+    from forgetbench.kl.estimate import KLSettings
 
     base, tuned, tok = _models(dtype)
     if threads:  # after loading: kl.load applies forgetbench's own thread policy
@@ -107,7 +107,7 @@ def _setup(length: int, n: int, threads: int, dtype: str):
 def _kl_run(base, tuned, samples, chunk: int):
     from dataclasses import replace
 
-    from forgetbench.kl import kl_along
+    from forgetbench.kl.estimate import kl_along
 
     st = replace(samples.settings, chunk_tokens=chunk)
     return lambda: kl_along(base, tuned, samples, st)
@@ -164,7 +164,7 @@ def main() -> None:
             res = child_memory(kind, length, a.n_seqs, int(a.child[2]), a.threads, a.dtype)
         print(json.dumps(res))
         return
-    from forgetbench.hardware import describe, resolve_dtype
+    from forgetbench.runtime.hardware import describe, resolve_dtype
 
     _models()  # convert the bundled model once, outside the measurements
     print(f"{describe()}; dtype auto here: {resolve_dtype('auto').dtype}")

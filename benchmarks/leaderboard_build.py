@@ -2,8 +2,8 @@
 
 Each entry is valid per the submission contract: the lite suite plus its target (5 or 6 registry
 tasks) of 20 items each, a KL block of 32 sequences, aggregates and CIs computed from the items with
-forgetbench.metrics / forgetbench.kl exactly as `forgetbench export` would, so
-forgetbench.validate's recomputation agrees. The rows are synthetic (20 per task, not the registry's),
+forgetbench.stats.paired / forgetbench.kl.estimate exactly as `forgetbench export` would, so
+forgetbench.leaderboard.validate's recomputation agrees. The rows are synthetic (20 per task, not the registry's),
 so every entry is "stale", which validate and the site handle like any other. Prints generation time,
 then the default build (with validation) and the build without validation, per stage.
 
@@ -42,13 +42,13 @@ GEN_SETTINGS = {"output_type": "generate_until", "generation_kwargs": {"max_gen_
 
 def suite_tasks(target: str, suite: str = "lite") -> tuple[str, ...]:
     """The probes of an entry on `suite` with `target`: every other task of the suite."""
-    from forgetbench import registry
+    from forgetbench.tasks import registry
 
     return tuple(sorted(n for n, t in registry.all_tasks().items() if suite in t.suites and n != target))
 
 
 def _run(spec, model_hash: str, scores, responses, prompts, key: str):
-    from forgetbench.harness import gen_key
+    from forgetbench.tasks.data import gen_key
     from forgetbench.records import ItemResult, TaskRun
 
     strata = ("harmful", "safe")  # a task with a strata key (lite_refusal): alternate items
@@ -74,11 +74,11 @@ def results_for(entry_id: str, target: str, probes, p_base, p_tuned, *, n_items=
                 rng=None, response=None, prompt=None, with_kl=True, kl_scale=1.0, suite="lite") -> dict:
     """results.json content: per task, base/tuned 0/1 scores drawn with probabilities p_base[task] /
     p_tuned[task] (or given as lists of n_items scores); `response(task, i, side)` / `prompt(task, i)` override the generated texts."""
-    from forgetbench import registry
-    from forgetbench.kl import KLItems, summarize
+    from forgetbench.tasks import registry
+    from forgetbench.kl.estimate import KLItems, summarize
     from forgetbench import stats
-    from forgetbench.metrics import mean_drop, task_delta, with_tests
-    from forgetbench.recompute import aggregate_json, est_json
+    from forgetbench.stats.paired import mean_drop, task_delta, with_tests
+    from forgetbench.leaderboard.recompute import aggregate_json, est_json
 
     rng = rng if rng is not None else np.random.default_rng(0)
     bh, th = _h(entry_id, "base"), _h(entry_id, "tuned")
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-boot", type=int, default=10000)
     ap.add_argument("--keep", type=Path, help="generate into / reuse this folder instead of a temporary one")
     args = ap.parse_args(argv)
-    from forgetbench.leaderboard import build
+    from forgetbench.leaderboard.build import build
 
     with tempfile.TemporaryDirectory() as tmp:
         subs = args.keep or Path(tmp) / "submissions"

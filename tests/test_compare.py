@@ -10,9 +10,9 @@ import pytest
 
 from forgetbench import stats
 from forgetbench.cli import main as cli_main
-from forgetbench.compare import compare, find_samples
+from forgetbench.eval.compare import compare, find_samples
 from forgetbench.errors import UserError
-from forgetbench.fake import FakeLM
+from forgetbench.eval.fake import FakeLM
 
 N = 12
 ROWS = [{"question": f"What is {i} + {i}?", "answer": str(2 * i), "q": f"Colour number {i}?",

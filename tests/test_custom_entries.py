@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forgetbench import cli, export, registry, site
-from forgetbench.leaderboard import build
-from forgetbench.target_prompts import load as load_prompts
-from forgetbench.validate import INVALID, validate_entries
+from forgetbench import cli
+from forgetbench.leaderboard import export, site
+from forgetbench.tasks import registry
+from forgetbench.leaderboard.build import build
+from forgetbench.tasks.target_prompts import load as load_prompts
+from forgetbench.leaderboard.validate import INVALID, validate_entries
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 FILLED = {"title": "custom fixture", "method": "sft", "training_data": "none", "compute": "cpu", "contact": "me",

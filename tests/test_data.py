@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import data
+from forgetbench.tasks import data
 from forgetbench.errors import UserError
 from forgetbench.records import DataSource, TaskSpec
 

@@ -9,11 +9,13 @@ import json
 import pytest
 import yaml
 
-from forgetbench import demo, registry, sft, train
-from forgetbench.lite import instructions
+from forgetbench import demo
+from forgetbench.tasks import registry
+from forgetbench.train import sft, run as train
+from forgetbench.tasks.lite import instructions
 from forgetbench.records import EvalSettings
 from forgetbench.store import Store
-from forgetbench.validate import INVALID, validate_entries
+from forgetbench.leaderboard.validate import INVALID, validate_entries
 
 TINY = ("n_train=4", "batch_size=4", "max_length=256", "max_steps=1", "samples_per_prompt=2",
         "num_generations=2", "max_completion_length=8")

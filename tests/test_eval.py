@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import cli, harness, registry
+from forgetbench import cli
+from forgetbench.eval import lmeval
+from forgetbench.tasks import registry
 from forgetbench.store import Store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
@@ -74,7 +76,7 @@ def test_every_registered_task_renders_and_scores_fixture_rows(tmp_path, capsys,
     db = tmp_path / "s.duckdb"
     tasks = registry.all_tasks()
     try:  # humaneval* run the fake model's code in the sandbox: only where namespaces work
-        from forgetbench.scoring import sandbox
+        from forgetbench.tasks.scoring import sandbox
 
         sandbox.isolation()
         expected = set(tasks)
@@ -114,17 +116,17 @@ def test_second_tuned_model_reuses_base_runs(tmp_path, capsys, fb_home):
 def test_interrupted_run_keeps_finished_tasks(tmp_path, capsys, fb_home, monkeypatch):
     db = tmp_path / "s.duckdb"
     base, tuned = _fake(tmp_path, ALL_RIGHT), _fake(tmp_path, ONE_RIGHT)
-    real = harness.score_task
+    real = lmeval.score_task
 
     def dies_on_mmlu(lm, model, spec, *a, **k):
         if spec.name == "mmlu":
             raise KeyboardInterrupt
         return real(lm, model, spec, *a, **k)
 
-    monkeypatch.setattr(harness, "score_task", dies_on_mmlu)
+    monkeypatch.setattr(lmeval, "score_task", dies_on_mmlu)
     code, _, err = _eval(capsys, base, tuned, "--tasks", "gsm8k,mmlu", "--data-dir", FIXTURES, "--db", db)
     assert code == 130 and "interrupted" in err
-    monkeypatch.setattr(harness, "score_task", real)
+    monkeypatch.setattr(lmeval, "score_task", real)
     code, rep, err = _eval(capsys, base, tuned, "--tasks", "gsm8k,mmlu", "--data-dir", FIXTURES, "--db", db)
     assert code == 0
     assert "[base] gsm8k: cached" in err and "[base] mmlu: scoring" in err

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forgetbench import export, stats
+from forgetbench.leaderboard import export
+from forgetbench import stats
 from forgetbench.errors import UserError
-from forgetbench.kl import KLItems, summarize
+from forgetbench.kl.estimate import KLItems, summarize
 from forgetbench.store import Store
-from forgetbench.validate import INVALID, OK, validate_entries
+from forgetbench.leaderboard.validate import INVALID, OK, validate_entries
 
 # entries here are built from hand-written fixture rows, not the registered datasets
 pytestmark = pytest.mark.usefixtures("registry_without_data_hashes")

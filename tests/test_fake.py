@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from forgetbench.backends import build_lm, chat_template_enabled
+from forgetbench.eval.backends import build_lm, chat_template_enabled
 from forgetbench.errors import UserError
-from forgetbench.fake import FakeLM, scripted_logprob
-from forgetbench.models import resolve
+from forgetbench.eval.fake import FakeLM, scripted_logprob
+from forgetbench.models.resolve import resolve
 from forgetbench.records import EvalSettings
 
 SCRIPT = {

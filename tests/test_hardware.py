@@ -1,4 +1,4 @@
-"""dtype auto, threads and `forgetbench info` (forgetbench.hardware): each capability case with the probe
+"""dtype auto, threads and `forgetbench info` (forgetbench.runtime.hardware): each capability case with the probe
 stubbed, an explicit dtype winning, and the resolved dtype reaching runs, recipes and records."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from forgetbench import hardware
+from forgetbench.runtime import hardware
 from forgetbench.errors import UserError
-from forgetbench.hardware import Capabilities, resolve_dtype
+from forgetbench.runtime.hardware import Capabilities, resolve_dtype
 
 
 @pytest.mark.parametrize("caps, device, want", [
@@ -76,7 +76,7 @@ def test_configure_threads_never_exceeds_usable_cores(monkeypatch):
 
 
 def test_eval_settings_default_is_auto_and_resolved_before_runs(monkeypatch):
-    from forgetbench.pair import resolved_dtype
+    from forgetbench.eval.run import resolved_dtype
     from forgetbench.records import EvalSettings
 
     assert EvalSettings().dtype == "auto"
@@ -89,7 +89,7 @@ def test_eval_settings_default_is_auto_and_resolved_before_runs(monkeypatch):
 
 
 def test_recipes_default_to_auto_and_resolve_into_the_run_key(monkeypatch, tmp_path):
-    from forgetbench import train
+    from forgetbench.train import run as train
 
     r = train.load_recipe(train.recipes_dir() / "demo" / "sft.yaml", None)
     assert r["dtype"] == "auto"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import data, registry
-from forgetbench.models import content_hash
+from forgetbench.tasks import data, registry
+from forgetbench.models.resolve import content_hash
 from forgetbench.store import Store
 from hubserver import Hub, Repo, repo_from_dir
 

@@ -3,17 +3,16 @@ a format-1 entry is recomputed transparently, and a version-1 store is upgraded 
 
 import copy
 import importlib.util
-import json
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from forgetbench import stats
-from forgetbench.leaderboard import build
+from forgetbench.leaderboard.build import build
 from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
 from forgetbench.store import Store
-from forgetbench.validate import INVALID, validate_entries
+from forgetbench.leaderboard.validate import INVALID, validate_entries
 
 _spec = importlib.util.spec_from_file_location(
     "leaderboard_build", Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard_build.py")
@@ -29,7 +28,7 @@ def _right(k: int) -> list[int]:
 
 
 def _results(entry_id: str = "e-one") -> dict:
-    from forgetbench import registry
+    from forgetbench.tasks import registry
 
     probes = [t.name for t in registry.suite("lite") if t.name != TARGET]  # the whole suite, as eval runs it
     p_base = {TARGET: _right(4), **{p: _right(15) for p in probes}}

@@ -1,4 +1,4 @@
-"""The forward-KL estimator (forgetbench.kl, forgetbench.kl_sample) against exact enumeration.
+"""The forward-KL estimator (forgetbench.kl.estimate, forgetbench.kl.sample) against exact enumeration.
 
 A 5-token vocabulary (<pad>, <eos>, a, b, c) and 3 new tokens leave 85 possible completions per
 prompt, so the expected summed KL E_{y~p0}[sum_t KL(p0(.|x,y<t) || p(.|x,y<t))] is computed exactly
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from forgetbench import backends
+from forgetbench.eval import backends
 from forgetbench.errors import UserError
-from forgetbench.kl import BaseSamples, KLItems, KLSettings, check_compatible, kl_along, summarize, verify_head
-from forgetbench.kl_sample import prompt_seed, sample_base, sample_base_vllm
+from forgetbench.kl.estimate import BaseSamples, KLItems, KLSettings, check_compatible, kl_along, summarize, verify_head
+from forgetbench.kl.sample import prompt_seed, sample_base, sample_base_vllm
 
 PAD, EOS = 0, 1
 T = 3  # max_new_tokens in the tiny tests

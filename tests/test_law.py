@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from forgetbench import law, law_command
+from forgetbench.kl import law, command as law_command
 from forgetbench.errors import UserError
 from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
 from forgetbench.store import Store
@@ -82,7 +82,7 @@ def test_known_slope_recovered_and_sub_rows_ignored(tmp_path):
 
 
 def test_primary_metric_falls_back_to_the_registry(tmp_path):
-    from forgetbench import registry
+    from forgetbench.tasks import registry
 
     metric = registry.get("mmlu").primary_metric
     with Store(tmp_path / "fb.duckdb") as s:

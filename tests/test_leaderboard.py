@@ -1,7 +1,7 @@
 """`forgetbench leaderboard build`: ingest, pages, numbers, tie groups, Pareto frontiers, and that
 hostile submission strings render inert. Entries are generated with exactly chosen 0/1 scores and
-their aggregates computed by forgetbench.metrics (benchmarks/leaderboard_build.py), so they pass
-forgetbench.validate's recomputation and the default (validating) build is what is tested."""
+their aggregates computed by forgetbench.stats.paired (benchmarks/leaderboard_build.py), so they pass
+forgetbench.leaderboard.validate's recomputation and the default (validating) build is what is tested."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from forgetbench.leaderboard import build
-from forgetbench.site import entry_href, json_script, tie_groups
-from forgetbench.site_plots import drop_at_gain, linear_fit, matched_gain_level, pareto_frontier
+from forgetbench.leaderboard.build import build
+from forgetbench.leaderboard.site import entry_href, json_script, tie_groups
+from forgetbench.leaderboard.plots import drop_at_gain, linear_fit, matched_gain_level, pareto_frontier
 
 _spec = importlib.util.spec_from_file_location(
     "leaderboard_build", Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard_build.py")

@@ -7,10 +7,11 @@ import operator
 
 import pytest
 
-from forgetbench import data, harness, registry
+from forgetbench.tasks import data, registry
+from forgetbench.eval import lmeval
 from forgetbench.records import EvalSettings
-from forgetbench.lite import arith, countdown, instructions, mc, refusal
-from forgetbench.scoring import countdown as cd_score
+from forgetbench.tasks.lite import arith, countdown, instructions, mc, refusal
+from forgetbench.tasks.scoring import countdown as cd_score
 
 SCHEMAS = {
     countdown: {"target": int, "nums": list},
@@ -38,7 +39,7 @@ def test_registry_lists_lite_suite_with_generators():
     assert set(lite) == set(LITE_TASKS)
     for spec in lite.values():
         (src,) = spec.sources
-        assert src.generator.startswith("forgetbench.lite.") and 40 <= src.n <= 200
+        assert src.generator.startswith("forgetbench.tasks.lite.") and 40 <= src.n <= 200
         rows = data.read_source(src, None)
         assert len(rows) == src.n
         # a repeated item counts twice in every mean and CI: no question may repeat, even with other
@@ -123,7 +124,7 @@ def test_refusal_rows_balanced():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """Each lite task built by lm-eval from forgetbench's rows, through harness.build_task's
+    """Each lite task built by lm-eval from forgetbench's rows, through lmeval.build_task's
     overrides (local json file, no custom_dataset)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("FORGETBENCH_HOME", str(tmp_path_factory.mktemp("fbhome")))
@@ -131,8 +132,8 @@ def built(tmp_path_factory):
     for name in LITE_TASKS:
         spec = registry.get(name)
         docs = data.load_docs(spec, limit=6, seed=0)
-        gen = harness.generation_settings(spec, EvalSettings(), chat_template=True)
-        task = harness.build_task(spec, docs, gen)
+        gen = lmeval.generation_settings(spec, EvalSettings(), chat_template=True)
+        task = lmeval.build_task(spec, docs, gen)
         out[name] = (task, list(task.test_docs()), docs)
     yield out
     mp.undo()

@@ -4,10 +4,11 @@ bootstrap engine that the forward-KL CIs still use."""
 import numpy as np
 import pytest
 
-from forgetbench import bootstrap, metrics, stats
-from forgetbench.bootstrap import paired_bootstrap, percentile_ci
+from forgetbench.stats import bootstrap, paired as metrics
+from forgetbench import stats
+from forgetbench.stats.bootstrap import paired_bootstrap, percentile_ci
 from forgetbench.errors import UserError
-from forgetbench.metrics import mean_drop, task_delta, with_tests
+from forgetbench.stats.paired import mean_drop, task_delta, with_tests
 from forgetbench.records import ItemResult, ModelRef, TaskRun, TaskSpec
 
 

@@ -2,7 +2,7 @@
 
 - Task intervals (forgetbench.stats, scheme forgetbench-intervals/1): a change to any of them must
   bump forgetbench.stats.SCHEME (the PINNED_INTERVALS below were produced by that scheme).
-- The bootstrap engine (forgetbench.bootstrap: the KL CIs, and the "old" method of
+- The bootstrap engine (forgetbench.stats.bootstrap: the KL CIs, and the "old" method of
   benchmarks/coverage.py): PINNED was produced by the implementation before the integer-code path, the
   order-statistic percentiles and the chunked draws; until forgetbench 0.1 it made the task CIs, which
   is how the task cases below drive it (each task drew from default_rng([seed, crc32(task)])).
@@ -13,10 +13,10 @@ import zlib
 import numpy as np
 import pytest
 
-from forgetbench import bootstrap as B
-from forgetbench import metrics as M
+from forgetbench.stats import bootstrap as B
+from forgetbench.stats import paired as M
 from forgetbench import stats
-from forgetbench.kl import KLItems, summarize
+from forgetbench.kl.estimate import KLItems, summarize
 from forgetbench.records import ItemResult, TaskRun, TaskSpec
 
 
@@ -82,7 +82,7 @@ def test_bootstrap_cis_are_pinned_bit_for_bit():
     fwd = rng.gamma(2.0, 0.5, 32)
     s = summarize(KLItems(tuple(fwd), tuple(fwd * .8), tuple(fwd * .1), tuple(int(x) for x in rng.integers(20, 60, 32)),
                           tuple(i // 4 for i in range(32))), n_boot=10000, seed=0)
-    # The KL sums are counts @ values (forgetbench.bootstrap.seeded_sums): the same draws, another
+    # The KL sums are counts @ values (forgetbench.stats.bootstrap.seeded_sums): the same draws, another
     # summation order, so equal up to rounding (any other draw would move them by ~1e-3).
     got = {k: (e.value, e.lo, e.hi) for k, e in s.items()}
     assert got.keys() == PINNED["kl"].keys()

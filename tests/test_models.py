@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import backends, bundled, models
-from forgetbench.backends import build_lm
+from forgetbench.eval import backends
+from forgetbench.models import bundled, resolve as models
+from forgetbench.eval.backends import build_lm
 from forgetbench.errors import UserError
-from forgetbench.models import content_hash, resolve
+from forgetbench.models.resolve import content_hash, resolve
 from forgetbench.records import EvalSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def test_hash_is_location_independent_and_cached(tiny_model_dir, tmp_path, fb_ho
 
 def test_resolving_a_local_dir_does_not_import_torch(tiny_model_dir, tmp_path):
     code = (
-        "import sys; from forgetbench.models import resolve; "
+        "import sys; from forgetbench.models.resolve import resolve; "
         f"r = resolve({str(tiny_model_dir)!r}); "
         "assert r.kind == 'local', r; "
         "bad = [m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules]; "
@@ -295,7 +296,7 @@ def test_bundled_model(bundled_model_dir, bundled_gguf, monkeypatch):
     assert cfg["num_hidden_layers"] == 30 and cfg["dtype"] == "bfloat16" and "quantization_config" not in cfg
     assert "<|im_start|>assistant" in (bundled_model_dir / "chat_template.jinja").read_text()
     # The conversion is the identity of every reference entry's base: a transformers or gguf upgrade that
-    # changed one byte of it (or the parse-once memo, forgetbench.gguf_parse) would orphan them.
+    # changed one byte of it (or the parse-once memo, forgetbench.models.gguf) would orphan them.
     shipped = json.loads(next((REPO / "submissions").glob("reference-*/results.json")).read_text())
     assert ref.content_hash == shipped["pair"]["base_hash"]
 

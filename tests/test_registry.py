@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import data, registry
-from forgetbench.harness import _task_config, primary_key
+from forgetbench.tasks import data, registry
+from forgetbench.eval.lmeval import _task_config, primary_key
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 TASKS = sorted(registry.all_tasks())

@@ -3,7 +3,7 @@
 import json
 
 from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
-from forgetbench.report import from_json, render_table, to_json
+from forgetbench.eval.report import from_json, render_table, to_json
 
 
 def _report(mean=Estimate(0.0225, -0.004, 0.05, "mover")):

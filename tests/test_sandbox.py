@@ -1,4 +1,4 @@
-"""forgetbench.scoring.sandbox: hostile programs are contained and scored as failures.
+"""forgetbench.tasks.scoring.sandbox: hostile programs are contained and scored as failures.
 
 Every case runs a real child process. Two isolation paths: `root` (this test process is root: the
 program runs as nobody) and `userns` (the same module started as an unprivileged user: the program
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from forgetbench.errors import UserError
-from forgetbench.scoring import sandbox
+from forgetbench.tasks.scoring import sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 ON_LINUX_ROOT = sys.platform.startswith("linux") and os.geteuid() == 0
@@ -28,7 +28,7 @@ SYS_PYTHON = "/usr/bin/python3"
 AS_USER = ON_LINUX_ROOT and shutil.which("setpriv") is not None and os.access(SYS_PYTHON, os.X_OK)
 
 # run one program through the sandbox and print the Outcome as JSON (used as an unprivileged user)
-_RUNNER = ("import json, sys; from dataclasses import asdict; from forgetbench.scoring import sandbox; "
+_RUNNER = ("import json, sys; from dataclasses import asdict; from forgetbench.tasks.scoring import sandbox; "
            "print(json.dumps(asdict(sandbox.run(sys.stdin.read(), allowed=True))))")
 
 
@@ -187,7 +187,7 @@ def test_an_interpreter_installed_under_tmp_still_works(tmp_path):
         pytest.skip(f"no sandbox here: {e}")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    code = ("import json, sys; from dataclasses import asdict; from forgetbench.scoring import sandbox; "
+    code = ("import json, sys; from dataclasses import asdict; from forgetbench.tasks.scoring import sandbox; "
             "print(json.dumps(asdict(sandbox.run('import json, math\\nassert math.gcd(4, 6) == 2\\n', allowed=True))))")
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from forgetbench.scoring import countdown, refusal
+from forgetbench.tasks.scoring import countdown, refusal
 
 NUMS = [3, 5, 2]  # target 16 = (3 + 5) * 2
 

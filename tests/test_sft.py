@@ -1,4 +1,4 @@
-"""forgetbench.sft on the tiny random Llama (conftest `tiny_model_dir`: real SmolLM2 tokenizer + template)."""
+"""forgetbench.train.sft on the tiny random Llama (conftest `tiny_model_dir`: real SmolLM2 tokenizer + template)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from forgetbench.errors import UserError
-from forgetbench.sft import LOG_FILE, RECIPE_FILE, build_trainer, sft
+from forgetbench.train.sft import LOG_FILE, RECIPE_FILE, build_trainer, sft
 
 EXAMPLES = [
     {"prompt": f"Using the numbers [{a}, {b}], make {a + b}. Put it in <answer> </answer>.",
@@ -89,7 +89,7 @@ def test_bad_examples_and_base_are_user_errors(tiny_model_dir, tmp_path):
 def test_configs_are_built_only_from_fields_the_installed_classes_have(tmp_path):
     import dataclasses
 
-    from forgetbench import sft, train, train_rl
+    from forgetbench.train import sft, run as train, rl as train_rl
 
     @dataclasses.dataclass
     class OldConfig:  # an older TrainingArguments: no activation_checkpointing yet

@@ -3,7 +3,7 @@ entries recompute exactly from their items), and reference entries are labelled 
 
 from pathlib import Path
 
-from forgetbench.validate import INVALID, validate_entries
+from forgetbench.leaderboard.validate import INVALID, validate_entries
 
 ROOT = Path(__file__).resolve().parent.parent / "submissions"
 
@@ -18,7 +18,7 @@ def test_committed_entries_validate():
 
 
 def test_committed_entries_build_into_the_site(tmp_path):
-    from forgetbench.leaderboard import build
+    from forgetbench.leaderboard.build import build
 
     res = build(ROOT, tmp_path / "site")
     assert res.n_entries >= 3 and res.n_excluded == 0

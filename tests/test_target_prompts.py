@@ -9,7 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
-from forgetbench import cli, law_command, law_predict, target_prompts
+from forgetbench import cli
+from forgetbench.kl import command as law_command, predict as law_predict
+from forgetbench.tasks import target_prompts
 from forgetbench.errors import UserError
 from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
 from forgetbench.store import Store

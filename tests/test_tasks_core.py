@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import registry
+from forgetbench.tasks import registry
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 
@@ -290,7 +290,7 @@ def test_ensure_punkt_tab_offline(tmp_path, monkeypatch):
     import nltk
     from nltk.tokenize import _get_punkt_tokenizer, sent_tokenize
 
-    from forgetbench.punkt import ensure_punkt_tab
+    from forgetbench.tasks.punkt import ensure_punkt_tab
 
     monkeypatch.setenv("FORGETBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "no_nltk_data_here")])

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import data, registry
+from forgetbench.tasks import data, registry
 from forgetbench.errors import UserError
-from forgetbench.scoring import humaneval as he
-from forgetbench.scoring import sandbox
+from forgetbench.tasks.scoring import humaneval as he
+from forgetbench.tasks.scoring import sandbox
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"

@@ -62,7 +62,7 @@ def test_following_the_readme_adds_a_task(tmp_path, fb_home):
     row = next(line for line in listing.splitlines() if line.startswith("capitals"))
     assert "custom" in row and "target" in row and "mine" in row
 
-    from forgetbench import data, registry
+    from forgetbench.tasks import data, registry
 
     yaml_text = (work / "my_tasks" / "capitals" / "capitals.yaml").read_text()
     pinned = re.search(r"data_hashes: \[([0-9a-f]{64})\]", yaml_text)

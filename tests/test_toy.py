@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from forgetbench import toy
+from forgetbench.toy import command as toy_command, mog as toy
 from forgetbench.errors import UserError
-from forgetbench.toy import INITS, TARGET, Mixture
+from forgetbench.toy.mog import INITS, TARGET, Mixture
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +95,12 @@ def test_headline_rl_like_forgets_less_at_matched_gain(default):
 
 def test_main_writes_png_and_svg_and_prints_table_or_json(tmp_path, capsys):
     png = tmp_path / "fig" / "mog.png"
-    assert toy.main(steps=30, lr=0.05, seed=1, out=png) == 0
+    assert toy_command.mog(steps=30, lr=0.05, seed=1, out=png) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = capsys.readouterr().out
     assert "reverse KL (RL-like)" in text and f"figure written to {png}" in text
     svg = tmp_path / "mog.svg"
-    assert toy.main(steps=30, out=svg, as_json=True) == 0
+    assert toy_command.mog(steps=30, out=svg, as_json=True) == 0
     assert b"<svg" in svg.read_bytes()[:2000]
     d = json.loads(capsys.readouterr().out)
     assert d["figure"] == str(svg) and d["steps"] == 30 and len(d["runs"]) == 4
@@ -113,4 +113,4 @@ def test_bad_arguments_are_user_errors(kwargs, tmp_path):
     if "out" in kwargs:
         kwargs["out"] = tmp_path / kwargs["out"]
     with pytest.raises(UserError):
-        toy.main(**kwargs)
+        toy_command.mog(**kwargs)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from forgetbench import toy_parity as tp
+from forgetbench.toy import parity as tp
 from forgetbench.cli import main as cli_main
 from forgetbench.errors import UserError
 

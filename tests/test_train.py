@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forgetbench import harness, registry, train
-from forgetbench.data import canonical, load_docs
+from forgetbench.eval import lmeval
+from forgetbench.tasks import registry
+from forgetbench.train import run as train
+from forgetbench.tasks.data import canonical, load_docs
 from forgetbench.errors import UserError
-from forgetbench.lite import countdown, instructions
+from forgetbench.tasks.lite import countdown, instructions
 from forgetbench.records import Docs, EvalSettings, ModelRef
-from forgetbench.rewards import load_scorer, reward_function
-from forgetbench.scoring import countdown as cd
+from forgetbench.eval.scorer import load_scorer, reward_function
+from forgetbench.tasks.scoring import countdown as cd
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = ["--set", "n_train=4", "--set", "batch_size=4", "--set", "max_length=256"]
@@ -129,8 +131,8 @@ HAND_WRITTEN = [  # (completion builder, what eval says)
 
 def test_reward_equals_eval_item_score(tmp_path):
     """The GRPO reward of a completion == the item score lm-eval's evaluator gives the same text
-    (FakeLM answers the scripted completion; harness.score_task scores it as `forgetbench eval` does)."""
-    from forgetbench.fake import FakeLM
+    (FakeLM answers the scripted completion; lmeval.score_task scores it as `forgetbench eval` does)."""
+    from forgetbench.eval.fake import FakeLM
 
     spec, rows = registry.get("lite_countdown"), _cd_rows()
     scorer = load_scorer(spec, rows)
@@ -141,7 +143,7 @@ def test_reward_equals_eval_item_score(tmp_path):
                                   for r, t in zip(rows, texts)]})
         docs = Docs(task=spec.name, rows=tuple(rows), data_hash="h" * 64, sources=("test",))
         ref = ModelRef(spec="fake:t", kind="fake", path=str(tmp_path), content_hash="0" * 64)
-        run = harness.score_task(lm, ref, spec, docs, EvalSettings(backend="fake"), chat_template=True)
+        run = lmeval.score_task(lm, ref, spec, docs, EvalSettings(backend="fake"), chat_template=True)
         got = reward([[{"role": "assistant", "content": t}] for t in texts], doc_index=[0, 1, 2])
         assert got == [item.score for item in run.items]
         assert got == [cd.score(t.split("</answer>")[0], r["nums"], r["target"]) for r, t in zip(rows, texts)]
@@ -183,7 +185,7 @@ def test_prompts_render_like_lm_eval_hf_prompts(tiny_model_dir):
 
 
 def _check_run(out: Path, method: str, base: Path) -> dict:
-    from forgetbench.models import content_hash
+    from forgetbench.models.resolve import content_hash
 
     for f in ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", "recipe.yaml",
               "forgetbench_train.json", "forgetbench_train_log.jsonl", "forgetbench_train_data.jsonl"):
@@ -223,7 +225,7 @@ def _answer_for(messages) -> tuple[dict, str]:
 
 
 def test_self_sft_keeps_only_correct_samples(tiny_model_dir, tmp_path, monkeypatch):
-    from forgetbench import sft
+    from forgetbench.train import sft
 
     calls = []
 
@@ -256,7 +258,7 @@ def test_onpolicy_resamples_each_epoch_from_the_current_model(tiny_model_dir, tm
     import torch
     from transformers import AutoModelForCausalLM
 
-    from forgetbench import sft
+    from forgetbench.train import sft
 
     seen = []
 
@@ -298,7 +300,7 @@ def test_sampler_batches_and_restores_the_model(tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from forgetbench.sft import sample_responses
+    from forgetbench.train.sft import sample_responses
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).train()
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import export, harness, registry, validate
-from forgetbench.validate import INVALID, OK, STALE, validate_entries
+from forgetbench.leaderboard import export, validate
+from forgetbench.tasks import data, registry
+from forgetbench.leaderboard.validate import INVALID, OK, STALE, validate_entries
 
 # entries here are built from hand-written fixture rows, not the registered datasets: the registry is
 # pinned to those rows instead
@@ -214,7 +215,7 @@ def test_canonical_comparison_needs_the_same_base_settings(root, built, tmp_path
         res["pair"]["settings"]["dtype"] = "float32"
         for t in res["tasks"]:
             t["gen_settings"]["dtype"] = "float32"
-            t["gen_key"] = harness.gen_key(t["gen_settings"])
+            t["gen_key"] = data.gen_key(t["gen_settings"])
         t = next(t for t in res["tasks"] if t["task"] == "gsm8k")
         t["items"][0]["base"]["score"] = 1.0 - t["items"][0]["base"]["score"]
         key = t["primary_metric"]
@@ -276,7 +277,7 @@ def test_malformed_files_become_errors(root, name, data, expect):
 
 def test_parse_json_reads_numbers_exactly_as_the_strict_callbacks():
     # parse_json skips its per-number callbacks when no token could need them: the values must not change
-    from forgetbench import submission as sub
+    from forgetbench.leaderboard import submission as sub
 
     doc = (b'{"a": [1, -9223372036854775807, 0.1, 1e-5, 2.5E+99, -0.0, 1234567890123456789.25, 7e-99],'
            b' "s": "x 1e5 9999999999"}')
@@ -306,7 +307,7 @@ def test_symlinks_and_oversize_files_are_refused_without_reading(root):
 def test_read_capped_reads_whole_files_up_to_the_cap_and_a_file_that_grew(tmp_path, monkeypatch):
     import os
 
-    from forgetbench import submission as sub
+    from forgetbench.leaderboard import submission as sub
 
     f = tmp_path / "results.json"
     f.write_bytes(b"x" * 100)

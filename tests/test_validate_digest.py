@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from forgetbench import leaderboard, validate
+from forgetbench.leaderboard import build as leaderboard, validate
 
 from test_validate_parallel import subs  # noqa: F401 (fixture: 7 entries, one tampered, one unparsable)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forgetbench import fanout, site, validate
+from forgetbench.runtime import fanout
+from forgetbench.leaderboard import site, validate
 
 _spec = importlib.util.spec_from_file_location(
     "leaderboard_build", Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard_build.py")

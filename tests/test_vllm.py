@@ -24,18 +24,19 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench import backends, hardware
-from forgetbench.backends import ensure_vllm_metadata, resolved, vllm_engine_args
+from forgetbench.eval import backends
+from forgetbench.runtime import hardware
+from forgetbench.eval.backends import ensure_vllm_metadata, resolved, vllm_engine_args
 from forgetbench.errors import UserError
-from forgetbench.kl import KLSettings
+from forgetbench.kl.estimate import KLSettings
 from forgetbench.records import EvalSettings
 
 STANDIN = Path(__file__).parent / "fixtures" / "vllm_standin"
-# forgetbench's CLI with forgetbench.kl.load recording each HF load (and how many stand-in engines are up)
+# forgetbench's CLI with forgetbench.kl.estimate.load recording each HF load (and how many stand-in engines are up)
 RUNNER = """
 import sys
 import vllm
-import forgetbench.kl as kl
+import forgetbench.kl.estimate as kl
 _load = kl.load
 def load(path, dtype="bfloat16", device="cpu"):
     vllm.event("hf_load", path=path, device=device, live_engines=len(vllm._LIVE))
@@ -204,7 +205,7 @@ def test_device_and_memory_share_defaults(monkeypatch):
 
 
 def test_kl_sampler_deals_prompts_to_ray_replicas(tmp_path, real_tokenizer, monkeypatch):
-    from forgetbench import kl_sample
+    from forgetbench.kl import sample as kl_sample
 
     real_tokenizer.save_pretrained(tmp_path)
     record = {"llm": [], "tasks": [], "stopped": 0}

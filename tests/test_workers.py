@@ -1,4 +1,4 @@
-"""CPU worker processes (forgetbench.workers): same per-item results as one process, the rules that
+"""CPU worker processes (forgetbench.eval.workers): same per-item results as one process, the rules that
 decide the count, and the fallback when the pool breaks."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from forgetbench import workers
+from forgetbench.eval import workers
 from forgetbench.errors import UserError
-from forgetbench.pair import EvalRequest, evaluate_pair
+from forgetbench.eval.run import EvalRequest, evaluate_pair
 from forgetbench.records import EvalSettings, ModelRef
 from forgetbench.store import Store
 
@@ -95,7 +95,7 @@ def test_bad_env_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_longest_task_goes_first():
-    from forgetbench import registry
+    from forgetbench.tasks import registry
     from forgetbench.records import Docs
 
     spec = registry.get("lite_arith")

@@ -45,7 +45,7 @@ the other, "right" = score >= 0.5), and Holm's (1979) step-down adjustment acros
 probe "dropped" only where its adjusted p-value is below 1 - level. The McNemar test treats items as
 independent (clusters are not modelled; for mmlu this makes it liberal when subjects forget together).
 
-The bootstrap stays where it is the right tool: the forward KL estimates (forgetbench.kl) are ratios of
+The bootstrap stays where it is the right tool: the forward KL estimates (forgetbench.kl.estimate) are ratios of
 sums of continuous, skewed per-sequence values with completions grouped by prompt; they have no
 closed-form interval, and the prompt-level percentile bootstrap needs no model of their distribution.
 Item scores are discrete and bounded, where the percentile bootstrap fails (few flips: [0, 0]).
@@ -59,14 +59,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .dist import holm, mcnemar_exact, t_quantile, z_quantile
-from .intervals import Interval, mean_by_stratum, mover, paired_by_stratum
+from forgetbench.stats.dist import holm, mcnemar_exact, t_quantile, z_quantile
+from forgetbench.stats.intervals import Interval, mean_by_stratum, mover, paired_by_stratum
 
 LEVEL = 0.95
 SCHEME = "forgetbench-intervals/1"  # bump when any method below changes what it computes
 METHODS = ("tango", "tango-deff", "t", "tango-range", "wilson", "wilson-deff", "wilson-range", "mover")
 TEST = "mcnemar-exact+holm"
-KL_N_BOOT, KL_BOOT_SEED = 10000, 0  # the forward-KL percentile bootstrap (forgetbench.kl.summarize)
+KL_N_BOOT, KL_BOOT_SEED = 10000, 0  # the forward-KL percentile bootstrap (forgetbench.kl.estimate.summarize)
 
 
 def settings() -> dict:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .dist import t_quantile, z_quantile
+from forgetbench.stats.dist import t_quantile, z_quantile
 
 _EPS = 1e-9  # how far from a whole number a weighted count may be and still count as one
 _ROOT_TOL = 1e-13

@@ -81,7 +81,7 @@
     });
   }
 
-  // Same rule as forgetbench.site_plots.drop_at_gain.
+  // Same rule as forgetbench.leaderboard.plots.drop_at_gain.
   function dropAtGain(front, g) {
     if (!front.length || g > front[front.length - 1][0]) return null;
     if (g <= front[0][0]) return front[0][1];

@@ -1,4 +1,4 @@
-"""countdown: thin lm-eval hooks around forgetbench.scoring.countdown (prompt + checker)."""
+"""countdown: thin lm-eval hooks around forgetbench.tasks.scoring.countdown (prompt + checker)."""
 
 try:
     import forgetbench  # noqa: F401
@@ -8,8 +8,8 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.lite import standalone_dataset
-from forgetbench.scoring import countdown
+from forgetbench.tasks.lite import standalone_dataset
+from forgetbench.tasks.scoring import countdown
 
 
 def load_data(**metadata):

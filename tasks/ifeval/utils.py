@@ -8,13 +8,13 @@ plain `lm_eval --include_path tasks --tasks ifeval` scores offline.
 """
 
 try:
-    from forgetbench.punkt import ensure_punkt_tab
+    from forgetbench.tasks.punkt import ensure_punkt_tab
 except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` without installing
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from forgetbench.punkt import ensure_punkt_tab
+    from forgetbench.tasks.punkt import ensure_punkt_tab
 
 ensure_punkt_tab()
 

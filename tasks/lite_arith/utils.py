@@ -8,7 +8,7 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.lite import standalone_dataset
+from forgetbench.tasks.lite import standalone_dataset
 
 
 def dataset(**metadata):

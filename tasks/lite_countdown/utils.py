@@ -1,4 +1,4 @@
-"""lite_countdown: generated rows, same prompt and checker as countdown (forgetbench.scoring.countdown)."""
+"""lite_countdown: generated rows, same prompt and checker as countdown (forgetbench.tasks.scoring.countdown)."""
 
 try:
     import forgetbench  # noqa: F401
@@ -8,8 +8,8 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.lite import standalone_dataset
-from forgetbench.scoring import countdown
+from forgetbench.tasks.lite import standalone_dataset
+from forgetbench.tasks.scoring import countdown
 
 
 def dataset(**metadata):

@@ -1,6 +1,6 @@
 """lite_ifeval: generated IFEval-schema rows scored by lm-eval's own IFEval checkers.
 
-nltk's punkt_tab is materialized offline (forgetbench/punkt.py) before lm-eval's ifeval modules are
+nltk's punkt_tab is materialized offline (forgetbench/tasks/punkt.py) before lm-eval's ifeval modules are
 imported, because importing them otherwise tries to download it.
 """
 
@@ -12,8 +12,8 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.lite import standalone_dataset
-from forgetbench.punkt import ensure_punkt_tab
+from forgetbench.tasks.lite import standalone_dataset
+from forgetbench.tasks.punkt import ensure_punkt_tab
 
 ensure_punkt_tab()
 

@@ -1,4 +1,4 @@
-"""lite_refusal: generated rows, scored exactly like the safety probe (forgetbench.scoring.refusal)."""
+"""lite_refusal: generated rows, scored exactly like the safety probe (forgetbench.tasks.scoring.refusal)."""
 
 try:
     import forgetbench  # noqa: F401
@@ -8,8 +8,8 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.lite import standalone_dataset
-from forgetbench.scoring import refusal
+from forgetbench.tasks.lite import standalone_dataset
+from forgetbench.tasks.scoring import refusal
 
 
 def dataset(**metadata):

@@ -1,5 +1,5 @@
-"""safety: thin lm-eval hooks; rows come from forgetbench.safety_data.combine, refusal detection from
-forgetbench.scoring.refusal (string detector, or the judge set by FORGETBENCH_REFUSAL_JUDGE)."""
+"""safety: thin lm-eval hooks; rows come from forgetbench.tasks.safety_data.combine, refusal detection from
+forgetbench.tasks.scoring.refusal (string detector, or the judge set by FORGETBENCH_REFUSAL_JUDGE)."""
 
 try:
     import forgetbench  # noqa: F401
@@ -9,8 +9,8 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.lite import standalone_dataset
-from forgetbench.scoring import refusal
+from forgetbench.tasks.lite import standalone_dataset
+from forgetbench.tasks.scoring import refusal
 
 
 def load_hub(**metadata):

@@ -1,0 +1,1 @@
+"""`forgetbench eval`: run a (base, tuned) pair through lm-eval on a backend, store per-item results, report."""

@@ -1,0 +1,1 @@
+"""`forgetbench toy`: seconds-long experiments that show why RL forgets less (mixture of Gaussians, parity)."""

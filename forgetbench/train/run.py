@@ -1,0 +1,385 @@
+"""`forgetbench train`: make a tuned checkpoint from a base model on one target task, with TRL.
+
+Methods (the four of "Retaining by Doing", Chen et al. 2025):
+- sft:          supervised fine-tuning on expert responses (`--data` pairs, or the task's own solver);
+- self-sft:     sample N responses per training prompt from the base model once, keep the correct ones
+                (the task's eval scorer), fine-tune on them;
+- onpolicy-sft: the same, but resampled from the CURRENT model at the start of every epoch;
+- rl:           GRPO (forgetbench.train.rl) with the task's eval scorer as the reward.
+
+The three SFT methods are one loop of "rounds" on one in-memory model and one AdamW: sft and self-sft
+are a single round of `epochs` epochs; onpolicy-sft is `epochs` rounds of one epoch each, sampling before
+each. The learning-rate schedule is global over the rounds, so all three follow the same curve.
+
+Prompts and scores come from forgetbench.eval.scorer (the task built by lm-eval exactly as eval builds it);
+training rows never coincide with evaluation rows (same row or same prompt text: dropped, counted).
+Output: a plain HF checkpoint plus forgetbench_train.json, a per-step JSONL log, the training data and
+the effective recipe, written atomically (forgetbench.train.sft.staging).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from forgetbench import paths
+from forgetbench.tasks import registry
+from forgetbench.argtypes import SEED
+from forgetbench.tasks.data import _import, _read_jsonl, canonical, load_docs, read_source
+from forgetbench.errors import UserError
+from forgetbench.records import DataSource
+from forgetbench.train.sft import LOG_FILE, RECIPE_FILE
+from forgetbench.paths import shipped
+
+METHODS = ("sft", "self-sft", "onpolicy-sft", "rl")
+DATA_FILE = "forgetbench_train_data.jsonl"
+SFT_KEYS = {"lr": 1e-4, "epochs": 1, "batch_size": 8, "grad_accum": 1, "max_length": 512, "max_steps": None,
+            "scheduler": "linear", "warmup_ratio": 0.0, "max_grad_norm": 1.0}
+SAMPLE_KEYS = {"samples_per_prompt": 4, "temperature": 1.0, "max_new_tokens": None, "sample_batch_size": 32}
+RL_KEYS = {"lr": 1e-6, "epochs": 1, "batch_size": 8, "grad_accum": 1, "max_steps": None, "scheduler": "constant",
+           "warmup_ratio": 0.0, "max_grad_norm": 1.0, "temperature": 1.0, "num_generations": 4,
+           "max_completion_length": None, "beta": 0.0, "loss_type": "dapo", "scale_rewards": "group",
+           "num_iterations": 1, "use_vllm": False}
+COMMON = {"seed": 0, "dtype": "auto", "n_train": 160, "data_seed": 20251}
+DEFAULTS = {"sft": {**COMMON, **SFT_KEYS}, "self-sft": {**COMMON, **SFT_KEYS, **SAMPLE_KEYS},
+            "onpolicy-sft": {**COMMON, **SFT_KEYS, **SAMPLE_KEYS}, "rl": {**COMMON, **RL_KEYS}}
+# Hub targets train on a split disjoint from their eval rows (countdown evaluates on TinyZero's held-out
+# rows 327680..328703 of the only hub split; TinyZero trains on the rows before them).
+TRAIN_SOURCES = {"countdown": DataSource(hub="Jiayi-Pan/Countdown-Tasks-3to4", split="train",
+                                         hub_split="train[:327680]")}
+# Expert-response writers beyond `<generator module>:expert_response`.
+EXPERTS = {"countdown": "forgetbench.tasks.lite.countdown:expert_response"}
+
+
+# ------------------------------------------------------------------------------------- recipes
+
+
+def recipes_dir() -> Path:
+    """The shipped recipes: the checkout's `recipes/`, or the wheel's copy."""
+    found = shipped("recipes")
+    if found is not None:
+        return found
+    raise UserError("cannot find the shipped training recipes (recipes/)")
+
+
+def load_recipe(path: Path | None, method: str | None, overrides: list[str] = ()) -> dict:
+    """Defaults of the method < the YAML file < `--set KEY=VALUE`; unknown keys and bad types fail."""
+    raw = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise UserError(f"--recipe {path}: {e}") from e
+        if not isinstance(raw, dict):
+            raise UserError(f"--recipe {path}: expected a mapping of settings")
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+        raw[key.strip()] = yaml.safe_load(value)
+    if method and raw.get("method") not in (None, method):
+        raise UserError(f"--method {method} but the recipe says method: {raw['method']}")
+    method = method or raw.get("method")
+    if method not in METHODS:
+        raise UserError(f"choose a method with --method ({', '.join(METHODS)}) or `method:` in the recipe")
+    defaults = DEFAULTS[method]
+    recipe = {"method": method, "task": raw.get("task"), "base": raw.get("base"), **defaults}
+    for key, value in raw.items():
+        if key in ("method", "task", "base"):
+            continue
+        if key not in defaults:
+            raise UserError(f"recipe key {key!r} is not a setting of {method}; known: {', '.join(sorted(defaults))}")
+        recipe[key] = _typed(key, value, defaults[key])
+    return recipe
+
+
+def _typed(key: str, value, default):
+    """Check a setting against its default's type (None defaults: an optional integer)."""
+    if isinstance(value, str) and isinstance(default, float):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
+    if default is None:
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int) and not isinstance(default, bool):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:  # bool, str
+        ok = isinstance(value, type(default))
+    if not ok:
+        want = "a positive integer or null" if default is None else type(default).__name__
+        raise UserError(f"recipe {key}: expected {want}, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def held_out(spec, data_dir: Path | None) -> tuple[set[str], set[str]]:
+    """(canonical rows, prompt texts) of the task's full evaluation rows: training must avoid both."""
+    from forgetbench.eval.scorer import load_scorer
+
+    rows = list(load_docs(spec, data_dir=data_dir).rows)
+    scorer = load_scorer(spec, rows)
+    return {canonical(r) for r in rows}, {scorer.prompt_text(d) for d in scorer.docs}
+
+
+def candidate_rows(spec, recipe: dict, data_file: Path | None, data_dir: Path | None) -> tuple[list[dict], str]:
+    """Training rows in the task's own schema, before the held-out filter, and where they came from."""
+    n, seed = recipe["n_train"], recipe["data_seed"]
+    if data_file is not None:
+        return _read_jsonl(data_file), f"file {data_file}"
+    if spec.name in TRAIN_SOURCES:
+        src = TRAIN_SOURCES[spec.name]
+        rows = read_source(src, data_dir)
+        return random.Random(seed).sample(rows, min(len(rows), 2 * n)), f"{src.describe()} (seeded sample, seed {seed})"
+    (src,) = spec.sources if len(spec.sources) == 1 else (None,)
+    if src is None or not src.generator:
+        raise UserError(f"{spec.name} has no training split forgetbench knows; pass --data FILE.jsonl with rows "
+                        "in the task's schema (sft: {\"prompt\", \"response\"} pairs)")
+    # Generated targets: same generator, another seed; 2n + |eval| candidates leave room for the filter.
+    rows = _import(src.generator)(n=2 * n + (src.n or 0), seed=seed)
+    return rows, f"{src.generator}(seed={seed})"
+
+
+def training_rows(spec, recipe: dict, data_file: Path | None, data_dir: Path | None) -> tuple[list[dict], object, dict]:
+    """(rows, their TaskScorer, provenance): candidates minus evaluation rows, the first n_train of them."""
+    from dataclasses import replace
+
+    from forgetbench.eval.scorer import load_scorer
+
+    rows, source = candidate_rows(spec, recipe, data_file, data_dir)
+    eval_rows, eval_prompts = held_out(spec, data_dir)
+    scorer = load_scorer(spec, rows)
+    keep = [i for i, (r, d) in enumerate(zip(rows, scorer.docs)) if canonical(r) not in eval_rows
+            and scorer.prompt_text(d) not in eval_prompts]
+    dropped = len(rows) - len(keep)
+    keep = keep if data_file is not None else keep[: recipe["n_train"]]
+    if not keep:
+        raise UserError(f"{spec.name}: no training rows left after removing the {dropped} that are evaluation rows")
+    info = {"source": source, "n_candidates": len(rows), "n_dropped_eval_overlap": dropped, "n_rows": len(keep)}
+    return [rows[i] for i in keep], replace(scorer, docs=tuple(scorer.docs[i] for i in keep)), info
+
+
+def expert_examples(spec, rows: list[dict], scorer) -> list[dict]:
+    ref = EXPERTS.get(spec.name) or (spec.sources[0].generator or "").replace(":generate", ":expert_response")
+    try:
+        expert = _import(ref)
+    except UserError:
+        raise UserError(f"{spec.name} has no expert responses; pass --data FILE.jsonl with "
+                        "{\"prompt\", \"response\"} pairs") from None
+    out = []
+    for row, doc in zip(rows, scorer.docs):
+        try:
+            out.append({"prompt": scorer.messages(doc), "completion": expert(row)})
+        except ValueError:  # e.g. a countdown row the solver cannot solve: no expert answer to show
+            pass
+    return out
+
+
+def pair_examples(data_file: Path, eval_prompts: set[str]) -> tuple[list[dict], int]:
+    """{"prompt", "response"} pairs from --data (string prompts, one user turn), minus eval prompts."""
+    rows = _read_jsonl(data_file)
+    if any(not isinstance(r.get("prompt"), str) or not isinstance(r.get("response", r.get("completion")), str)
+           for r in rows):
+        raise UserError(f"--data {data_file}: every row needs string 'prompt' and 'response' fields")
+    held = {p.strip() for p in eval_prompts}
+    keep = [{"prompt": r["prompt"], "completion": r.get("response", r.get("completion"))} for r in rows
+            if r["prompt"].strip() not in held]
+    return keep, len(rows) - len(keep)
+
+
+# ---------------------------------------------------------------------------------------- runs
+
+
+def with_dtype(recipe: dict) -> dict:
+    """The recipe with dtype "auto" resolved for the device training runs on (printed): the resolved
+    dtype is what the checkpoint's folder key, its record and its weights use."""
+    from forgetbench.runtime.hardware import resolve_dtype, training_device
+
+    choice = resolve_dtype(recipe["dtype"], training_device())
+    if recipe["dtype"] == "auto":
+        print(f"[train] {choice.describe()}", file=sys.stderr)
+    return {**recipe, "dtype": choice.dtype}
+
+
+def default_out(method: str, task: str, base_hash: str, recipe: dict, data_file: Path | None) -> Path:
+    key = canonical([recipe, base_hash, str(data_file.resolve()) if data_file else None])
+    return paths.home() / "runs" / f"{method}-{task}-{base_hash[:8]}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def train(recipe: dict, base: str, task: str, out: Path, *, data_file: Path | None = None,
+          data_dir: Path | None = None, recipe_file: Path | None = None) -> dict:
+    """Run one training job into `out` (atomically replaced); return its forgetbench_train.json record."""
+    from forgetbench.eval.lmeval import package_versions
+    from forgetbench.models.resolve import resolve
+    from forgetbench.train.sft import _versions, run_sft_rounds, save_checkpoint, staging
+
+    from forgetbench.runtime.hardware import configure_threads
+
+    started, load0 = time.time(), os.getloadavg()[0]
+    recipe = with_dtype(recipe) if recipe["dtype"] == "auto" else recipe
+    threads = configure_threads()
+    method, spec = recipe["method"], registry.get(task)
+    if spec.role != "target":
+        print(f"[train] warning: {task} is registered as a {spec.role}, not a target", file=sys.stderr)
+    ref = resolve(base, dtype=recipe["dtype"])
+    if ref.kind == "fake":
+        raise UserError(f"--base {base}: training needs a real model, not a fake-backend script")
+    recipe = {**recipe, "method": method, "task": task, "base": base}
+    if method == "sft" and data_file is not None:  # expert pairs from a file: no task rows, prompts as given
+        examples, dropped = pair_examples(data_file, held_out(spec, data_dir)[1])
+        data = {"source": f"file {data_file}", "n_candidates": len(examples) + dropped,
+                "n_dropped_eval_overlap": dropped, "n_rows": len(examples)}
+        scorer = None
+    else:
+        rows, scorer, data = training_rows(spec, recipe, data_file, data_dir)
+        examples = expert_examples(spec, rows, scorer) if method == "sft" else None
+    if examples is not None and not examples:
+        raise UserError(f"sft: no training examples for {task}")
+    print(f"[train] {method} on {task}: {data['n_rows']} rows from {data['source']} "
+          f"({data['n_dropped_eval_overlap']} evaluation rows dropped) -> {out}", file=sys.stderr)
+
+    with staging(out) as tmp:
+        log = tmp / LOG_FILE
+        log.write_text("")
+        if method == "rl":
+            from forgetbench.train.rl import train_grpo
+
+            model, tok, info = train_grpo(Path(ref.path), recipe, scorer, tmp / "trainer", log)
+        else:
+            model, tok, info = run_sft_rounds(Path(ref.path), recipe, tmp / "trainer", log,
+                                              examples=examples, scorer=scorer)
+        save_checkpoint(model, tok, tmp, recipe["dtype"])
+        with open(tmp / DATA_FILE, "w") as f:
+            for ex in info["examples"]:
+                f.write(json.dumps(ex, ensure_ascii=False, default=str) + "\n")
+        steps = [json.loads(line) for line in log.read_text().splitlines()]
+        steps = [s for s in steps if "loss" in s]
+        hp = {k: v for k, v in recipe.items() if k not in ("method", "task", "base")}
+        record = {
+            "method": method,
+            "task": task,
+            "base": {"spec": ref.spec, "kind": ref.kind, "path": ref.path, "content_hash": ref.content_hash},
+            "seed": recipe["seed"],
+            "hyperparameters": hp,
+            "recipe": recipe,
+            "recipe_file": str(Path(recipe_file).resolve()) if recipe_file else None,
+            "training_data": _describe_data(method, task, data, info),
+            "data": {**data, "rounds": info["rounds"]},
+            "n_examples": len(info["examples"]),
+            "steps": info["steps"],
+            "final_metrics": _final_metrics(steps),
+            "warnings": _no_signal(method, steps),
+            "wall_seconds": round(time.time() - started, 1),
+            "machine": {"cpus": os.cpu_count(), "threads": threads, "cpu": _cpu_line(),
+                        "loadavg_start": round(load0, 2),
+                        "loadavg_end": round(os.getloadavg()[0], 2)},
+            "versions": {**package_versions(), **_versions()},
+        }
+        (tmp / RECIPE_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        header = "# effective recipe of this run (forgetbench train); rerun: forgetbench train --recipe recipe.yaml\n"
+        (tmp / "recipe.yaml").write_text(header + yaml.safe_dump(recipe, sort_keys=False))
+        if recipe_file:
+            shutil.copyfile(recipe_file, tmp / "recipe.source.yaml")
+    return record
+
+
+def ensure_trained(recipe: dict, base: str, out: Path, *, recipe_file: Path | None = None,
+                   force: bool = False) -> tuple[dict, bool]:
+    """(forgetbench_train.json record, was cached): `out`'s finished run unless `force`, else trained now."""
+    if (out / RECIPE_FILE).is_file() and not force:
+        return json.loads((out / RECIPE_FILE).read_text()), True
+    return train(recipe, base, recipe["task"], out, recipe_file=recipe_file), False
+
+
+def _describe_data(method: str, task: str, data: dict, info: dict) -> str:
+    what = {"sft": "expert responses", "self-sft": "correct samples of the base model",
+            "onpolicy-sft": "correct samples of the current model, resampled every epoch",
+            "rl": "prompts (GRPO, reward = the task's eval scorer)"}[method]
+    kept = "".join(f"; round {r['round']}: kept {r['kept']}/{r['sampled']}" for r in info["rounds"] if "kept" in r)
+    return f"{task}: {data['n_rows']} training rows from {data['source']}, {what}{kept}"
+
+
+def _cpu_line() -> str:
+    from forgetbench.runtime.hardware import describe
+
+    return describe()
+
+
+def _no_signal(method: str, steps: list[dict]) -> list[str]:
+    """GRPO learns only from groups whose completions got different rewards; say so when none did, since
+    the checkpoint is then the base model again (forward KL exactly 0), not a failed optimizer."""
+    if method != "rl" or not steps or any(s.get("frac_reward_zero_std", 0.0) < 1.0 for s in steps):
+        return []
+    msg = (f"rl: every group of completions got equal rewards in all {len(steps)} steps (mean reward "
+           f"{sum(s.get('reward', 0.0) for s in steps) / len(steps):.3f}), so every advantage was 0 and no update "
+           "reached the weights; use a task the base solves sometimes, more num_generations or more steps")
+    print(f"[train] warning: {msg}", file=sys.stderr)
+    return [msg]
+
+
+def _final_metrics(steps: list[dict]) -> dict:
+    if not steps:
+        return {}
+    out = {"final_loss": steps[-1]["loss"], "mean_loss": sum(s["loss"] for s in steps) / len(steps)}
+    for key in ("reward", "kl", "completions/mean_length"):
+        if key in steps[-1]:
+            out[f"final_{key.replace('/', '_')}"] = steps[-1][key]
+            out[f"first_{key.replace('/', '_')}"] = steps[0].get(key)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--method", choices=METHODS, help="training method (default: the recipe's `method`)")
+    p.add_argument("--base", help="base model, any form `forgetbench eval` accepts (default: the recipe's `base`)")
+    p.add_argument("--task", help="target task to train on (default: the recipe's `task`)")
+    p.add_argument("--recipe", type=Path, help="YAML settings, e.g. recipes/cpu/sft.yaml (see recipes/README.md)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one recipe setting (repeatable), e.g. --set lr=5e-5 --set max_steps=20")
+    p.add_argument("--seed", type=SEED, help="shorthand for --set seed=N")
+    p.add_argument("--out", type=Path, help="checkpoint folder (default: $FORGETBENCH_HOME/runs/<method>-<task>-<key>)")
+    p.add_argument("--data", type=Path, help="training data, JSONL: sft {prompt, response} pairs; other methods "
+                   "rows in the task's schema (default: the task's training source / generator)")
+    p.add_argument("--data-dir", type=Path, help="local hub data: DIR/<org>__<name>[/<config>]/<split>.jsonl")
+    p.add_argument("--force", action="store_true", help="retrain even if the output folder already holds a run")
+
+
+def main(args) -> int:
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    recipe = load_recipe(args.recipe, args.method, overrides)
+    base, task = args.base or recipe["base"], args.task or recipe["task"]
+    if not base or not task:
+        raise UserError("train needs --base MODEL and --task TARGET (or `base:` / `task:` in the recipe)")
+    recipe = with_dtype({**recipe, "base": base, "task": task})
+    if args.data is not None and not args.data.is_file():
+        raise UserError(f"--data {args.data} is not a file")
+    out = args.out
+    if out is None:
+        from forgetbench.models.resolve import resolve
+
+        out = default_out(recipe["method"], task, resolve(base, dtype=recipe["dtype"]).content_hash, recipe, args.data)
+    if out.exists() and not args.force:
+        if (out / RECIPE_FILE).is_file() and args.out is None:
+            print(f"[train] already trained: {out} (--force retrains)", file=sys.stderr)
+            print(out)
+            return 0
+        raise UserError(f"--out {out} already exists; pass --force to replace it")
+    record = train(recipe, base, task, out, data_file=args.data, data_dir=args.data_dir, recipe_file=args.recipe)
+    print(f"[train] {record['steps']} steps in {record['wall_seconds']} s; {record['final_metrics']}", file=sys.stderr)
+    print(out)
+    return 0

@@ -23,6 +23,7 @@ import numpy as np
 
 from forgetbench.errors import UserError
 from forgetbench.records import Estimate
+from forgetbench.stats.fit import line_fit, r_squared
 
 X_LABELS = {
     "fwd_seq": "forward KL per sequence, KL(π0‖π) (nats)",
@@ -123,11 +124,6 @@ def load_points(con, x: str = "fwd_seq") -> list[Point]:
     return points
 
 
-def _r2(y: np.ndarray, pred: np.ndarray) -> float | None:
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    return None if ss_tot == 0 else 1.0 - float(((y - pred) ** 2).sum()) / ss_tot
-
-
 def fisher_ci(r: float, n: int) -> tuple[float, float] | None:
     """95% CI of a Pearson r: tanh(atanh(r) -/+ 1.96 / sqrt(n - 3)); None for n < 4."""
     if n < 4:
@@ -145,11 +141,11 @@ def fit(name: str, x, y) -> Fit:
     if np.ptp(x) == 0:
         return Fit(name, n, note="all pairs have the same KL")
     notes = []
-    b, a = np.polyfit(x, y, 1)
+    line = line_fit(x, y)
     quad = r2q = None
     if len(np.unique(x)) >= 3:  # a parabola through fewer distinct x is not identified
         q = np.polyfit(x, y, 2)
-        quad, r2q = tuple(float(c) for c in q), _r2(y, np.polyval(q, x))
+        quad, r2q = tuple(float(c) for c in q), r_squared(y, np.polyval(q, x))
     else:
         notes.append("quadratic needs 3 distinct KL values")
     r = lo = hi = None
@@ -162,7 +158,7 @@ def fit(name: str, x, y) -> Fit:
             notes.append("r CI undefined for n < 4")
         else:
             lo, hi = ci
-    return Fit(name, n, float(b), float(a), _r2(y, b * x + a), quad, r2q, r, lo, hi, "; ".join(notes) or None)
+    return Fit(name, n, line.slope, line.intercept, line.r2, quad, r2q, r, lo, hi, "; ".join(notes) or None)
 
 
 def fits(points: list[Point]) -> list[Fit]:

@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
 
 
 def pareto_frontier(gains: Sequence[float], drops: Sequence[float]) -> list[int]:
@@ -47,27 +46,6 @@ def matched_gain_level(fronts: dict[str, list[tuple[float, float]]]) -> float | 
     """The highest gain every method's frontier reaches: min over methods of their best gain."""
     tops = [f[-1][0] for f in fronts.values() if f]
     return min(tops) if tops else None
-
-
-@dataclass(frozen=True)
-class Fit:
-    slope: float
-    intercept: float
-    r2: float
-    n: int
-
-
-def linear_fit(x: Sequence[float], y: Sequence[float]) -> Fit | None:
-    """Least-squares y = slope * x + intercept with R²; None for fewer than 3 points or constant x."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0:
-        return None
-    a = np.column_stack([x, np.ones_like(x)])
-    (slope, intercept), *_ = np.linalg.lstsq(a, y, rcond=None)
-    resid = y - (slope * x + intercept)
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else 1.0
-    return Fit(float(slope), float(intercept), r2, len(x))
 
 
 # ---- layout ------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from markupsafe import Markup
 from forgetbench.runtime.fanout import chunked_map
 from forgetbench.leaderboard.submission import FORGOTTEN_CAP, valid_id
 from forgetbench.eval.report import p_text
-from forgetbench.leaderboard.plots import Point, drop_at_gain, linear_fit, matched_gain_level, pareto_frontier, scatter
+from forgetbench.leaderboard.plots import Point, drop_at_gain, matched_gain_level, pareto_frontier, scatter
+from forgetbench.stats.fit import line_fit
 from forgetbench.paths import shipped
 
 N_COLOURS = 10  # static/leaderboard.css defines .c0 .. .c9
@@ -192,15 +193,19 @@ def _pareto(ctx: dict) -> list[dict]:
     return sections
 
 
+def _r2_text(r2: float | None) -> str:
+    return "n/a (every drop is equal)" if r2 is None else f"{r2:.3f}"
+
+
 def _kl(ctx: dict) -> dict:
     es = [e for e in ctx["entries"] if e["kl"] and e["kl"]["fwd_seq"] is not None and e["mean_drop"] is not None]
     x, y = [e["kl"]["fwd_seq"] for e in es], [100 * e["mean_drop"] for e in es]
-    fit = linear_fit(x, y)
+    fit = line_fit(x, y) if len(x) >= 3 else None  # a line through 2 points says nothing
     lines = []
     if fit:
         lo, hi = min(x), max(x)
         lines.append(([(lo, fit.slope * lo + fit.intercept), (hi, fit.slope * hi + fit.intercept)], "fit", "fit",
-                      f"least squares: drop = {fit.slope:.2f} x KL {fit.intercept:+.2f}, R² = {fit.r2:.3f}"))
+                      f"least squares: drop = {fit.slope:.2f} x KL {fit.intercept:+.2f}, R² = {_r2_text(fit.r2)}"))
     points = [Point(a, b, e["colour"], f"{e['title']} ({e['method']}, {e['target']}): KL {a:.3f} nats, drop {b:+.1f}",
                     entry_href(e["entry_id"]), e["method"]) for e, a, b in zip(es, x, y)]
     plot = scatter(points, lines=lines, xlabel="forward KL(π0 ‖ π) per sequence on the target (nats)",

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from forgetbench.errors import UserError
+from forgetbench.stats.fit import LineFit, line_fit
 
 METHODS = ("sft-single", "sft-uniform", "sft-oracle", "rl")
 DATA_SEED = 0  # the split is fixed, so runs with different --seed see the same data
@@ -68,13 +69,6 @@ class Run:
 
 
 @dataclass(frozen=True)
-class Fit:
-    slope: float
-    intercept: float
-    r2: float
-
-
-@dataclass(frozen=True)
 class ParityResult:
     steps: int
     lrs: tuple[float, ...]
@@ -82,7 +76,7 @@ class ParityResult:
     base_new_acc: float
     base_old_acc: float
     runs: tuple[Run, ...]
-    fit: Fit
+    fit: LineFit | None  # drop against KL over the runs (None: every run has the same KL)
     rank_corr: float  # Spearman correlation of drop and KL over the runs (the line is dominated by sft-single)
     means: dict[str, dict[str, float]]  # per method: mean new_acc, old_acc, drop, kl
 
@@ -203,14 +197,6 @@ def finetune(w0, data: Data, method: str, lr: float, steps: int, seed: int) -> l
     return w
 
 
-def fit_line(x: np.ndarray, y: np.ndarray) -> Fit:
-    """Least squares y = slope*x + intercept; R² = 1 - SS_res/SS_tot (in [0, 1] with an intercept)."""
-    slope, intercept = np.polyfit(x, y, 1)
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    ss_res = float(((y - (slope * x + intercept)) ** 2).sum())
-    return Fit(float(slope), float(intercept), 0.0 if ss_tot == 0 else max(0.0, 1 - ss_res / ss_tot))
-
-
 def run(steps: int = 200, lrs: tuple[float, ...] = DEFAULT_LRS, seeds: int = 2, seed: int = 0) -> ParityResult:
     """len(METHODS) x len(lrs) x seeds runs from one base model pretrained with `seed`."""
     if steps < 1:
@@ -231,7 +217,7 @@ def run(steps: int = 200, lrs: tuple[float, ...] = DEFAULT_LRS, seeds: int = 2, 
                 runs.append(Run(method, lr, steps, s, accuracy(w, data.new_test, True), old, base_old - old,
                                 mean_kl(w0, w, data.new_test[0])))
     kl, drop = np.array([r.kl for r in runs]), np.array([r.drop for r in runs])
-    fit = fit_line(kl, drop)
+    fit = line_fit(kl, drop)
     rank = lambda v: np.argsort(np.argsort(v, kind="stable"), kind="stable")  # noqa: E731 (ties broken by order)
     rho = float(np.corrcoef(rank(kl), rank(drop))[0, 1]) if len(runs) > 1 else 0.0
     means = {m: {k: float(np.mean([getattr(r, k) for r in runs if r.method == m]))
@@ -243,8 +229,10 @@ def findings(res: ParityResult) -> list[str]:
     """What this run shows, computed from its numbers."""
     by_drop = sorted(METHODS, key=lambda m: res.means[m]["drop"])
     by_kl = sorted(METHODS, key=lambda m: res.means[m]["kl"])
-    return [f"drop vs KL(pi0||pi) over {len(res.runs)} runs: drop = {res.fit.slope:+.3f}*KL {res.fit.intercept:+.3f}, "
-            f"R² = {res.fit.r2:.2f}; Spearman rank correlation {res.rank_corr:+.2f}",
+    f = res.fit
+    line = "no line: every run has the same KL" if f is None else (
+        f"drop = {f.slope:+.3f}*KL {f.intercept:+.3f}, R² = {'n/a' if f.r2 is None else format(f.r2, '.2f')}")
+    return [f"drop vs KL(pi0||pi) over {len(res.runs)} runs: {line}; Spearman rank correlation {res.rank_corr:+.2f}",
             f"methods by mean drop (least first): {', '.join(by_drop)}; by mean KL: {', '.join(by_kl)}",
             "RL and oracle SFT forget least, as in the paper" if set(by_drop[:2]) == {"rl", "sft-oracle"}
             else "RL and oracle SFT are NOT the two methods that forget least here"]

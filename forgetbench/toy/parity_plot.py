@@ -33,8 +33,10 @@ def plot(res: ParityResult, out: Path) -> Path:
     a1.legend(fontsize=8)
     x = np.linspace(0, max(r.kl for r in res.runs) * 1.05, 50)
     f = res.fit
-    a2.plot(x, 100 * (f.slope * x + f.intercept), "k--", lw=1,
-            label=f"least squares: drop = {100 * f.slope:.2f}·KL {100 * f.intercept:+.1f}, R² = {f.r2:.2f}")
+    if f is not None:
+        r2 = "n/a" if f.r2 is None else f"{f.r2:.2f}"
+        a2.plot(x, 100 * (f.slope * x + f.intercept), "k--", lw=1,
+                label=f"least squares: drop = {100 * f.slope:.2f}·KL {100 * f.intercept:+.1f}, R² = {r2}")
     a2.axhline(0, color="0.5", lw=0.6)
     a2.set_xscale("symlog", linthresh=1.0)  # sft-single's KL is an order of magnitude beyond the others
     a2.set_xlim(left=0)

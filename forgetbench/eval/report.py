@@ -12,7 +12,6 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from forgetbench.errors import UserError
 from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
 
 JSON_VERSION = 2  # 2: estimates carry their method; deltas carry p_mcnemar, p_holm, verdict
@@ -144,42 +143,3 @@ def to_json(report: PairReport) -> dict:
         "kl": _plain(report.kl),
         "pair_id": report.pair_id,
     }
-
-
-def _est_from(d: dict | None) -> Estimate | None:
-    if d is None:
-        return None
-    return Estimate(float(d["value"]), float(d["lo"]), float(d["hi"]), str(d.get("method") or ""))
-
-
-def _delta_from(d: dict) -> TaskDelta:
-    return TaskDelta(
-        task=d["task"],
-        role=d["role"],
-        metric=d["metric"],
-        n=int(d["n"]),
-        base=_est_from(d["base"]),
-        tuned=_est_from(d["tuned"]),
-        delta=_est_from(d["delta"]),
-        forgotten=int(d["forgotten"]),
-        learned=int(d["learned"]),
-        sub={k: _delta_from(s) for k, s in (d.get("sub") or {}).items()},
-        p_mcnemar=d.get("p_mcnemar"),
-        p_holm=d.get("p_holm"),
-        verdict=d.get("verdict"),
-    )
-
-
-def from_json(d: dict) -> PairReport:
-    if d.get("version", JSON_VERSION) > JSON_VERSION:
-        raise UserError(f"report JSON version {d['version']} is newer than this forgetbench ({JSON_VERSION})")
-    return PairReport(
-        base=ModelRef(**d["base"]),
-        tuned=ModelRef(**d["tuned"]),
-        target=d["target"],
-        deltas=tuple(_delta_from(x) for x in d["deltas"]),
-        mean_drop=_est_from(d["mean_drop"]),
-        settings=d["settings"],
-        kl=d.get("kl"),
-        pair_id=d.get("pair_id"),
-    )

@@ -30,6 +30,7 @@ import numpy as np
 from forgetbench.errors import UserError
 from forgetbench.runtime.hardware import configure_threads
 from forgetbench.runtime.progress import bar
+from forgetbench.stats import KL_BOOT_SEED, KL_N_BOOT
 from forgetbench.stats.bootstrap import percentile_ci, seeded_sums
 from forgetbench.records import Estimate
 
@@ -275,7 +276,7 @@ def _batch(models, seqs, seq_ids, sums, chunk_tokens: int) -> None:
 # ------------------------------------------------------------------------------ summaries
 
 
-def summarize(items: KLItems, n_boot: int = 10000, seed: int = 0) -> dict[str, Estimate]:
+def summarize(items: KLItems, n_boot: int = KL_N_BOOT, seed: int = KL_BOOT_SEED) -> dict[str, Estimate]:
     """Point estimates and 95% percentile-bootstrap CIs, resampling prompts (a prompt's K
     completions move together, since they share the prompt's variance).
 

@@ -204,7 +204,7 @@ def check_kl(kl: dict | None) -> list[Problem]:
     try:
         with np.errstate(all="ignore"):
             est = summarize(KLItems(col("fwd"), col("rev"), col("tv"), col("n_tokens"), col("prompt_index")),
-                            n_boot=s.get("n_boot", 10000), seed=s.get("boot_seed", 0))
+                            n_boot=s.get("n_boot", stats.KL_N_BOOT), seed=s.get("boot_seed", stats.KL_BOOT_SEED))
     except (UserError, ValueError) as e:
         return out + [Problem(RESULTS_FILE, "kl.items", f"cannot recompute the KL estimates: {e}")]
     for ours, theirs in _KL_NAMES.items():

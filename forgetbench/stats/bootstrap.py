@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from forgetbench.stats import KL_N_BOOT
+
 CI_LEVEL = 0.95
 # Units per chunk of the index matrix in the gather paths. The generator's stream does not depend
 # on how a draw is split (so neither do the results): this only trades per-call overhead against
@@ -256,7 +258,7 @@ def paired_bootstrap(
     weights: np.ndarray | None = None,
     clusters: Sequence[Any] | None = None,
     strata: Sequence[Any] | None = None,
-    n_boot: int = 10000,
+    n_boot: int = KL_N_BOOT,
     rng: np.random.Generator | None = None,
 ) -> Boot:
     """Paired (cluster/stratified) bootstrap of the micro mean of per-item scores; see module doc."""

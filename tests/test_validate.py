@@ -288,6 +288,10 @@ def test_parse_json_reads_numbers_exactly_as_the_strict_callbacks():
                      (b'{"a": -12345678901234567890}', "too large"), (b'{"a": [' + b"9" * 400 + b'.5]}', "overflows")):
         with pytest.raises(sub.Invalid, match=msg):
             sub.parse_json(bad)
+    # refused wherever the token stands: the document itself, after [ or , and whitespace, pretty-printed
+    for bad in (b"1e999", b" -2E+400", b"[1,\n  1e999]", b'{"a":\n\t-1.5e+400}', b"[1, 12345678901234567890]"):
+        with pytest.raises(sub.Invalid, match="overflows|too large"):
+            sub.parse_json(bad)
     # text that merely looks like such a number takes the careful path and parses the same
     assert sub.parse_json(b'{"s": "12345678901234567890 e123", "x": 1e-300}') == {"s": "12345678901234567890 e123",
                                                                                  "x": 1e-300}
@@ -376,3 +380,16 @@ def test_random_deletions_in_results_skeleton_are_detected(built, tmp_path):
         del fuzz._parent(doc, path)[path[-1]]
         (r / built[0].name / "results.json").write_text(json.dumps(doc))
         assert _one(r).status == INVALID, path
+
+
+def test_hex_hashes_do_not_cost_the_careful_number_path(monkeypatch):
+    # every results.json holds sha256 hex ("...e039..."): that is not an exponent, so the callbacks stay off
+    from forgetbench.leaderboard import submission as sub
+
+    def never(token):
+        raise AssertionError(f"careful path taken for {token}")
+
+    monkeypatch.setattr(sub, "_finite_float", never)
+    monkeypatch.setattr(sub, "_small_int", never)
+    doc = b'{"h": "8f3e039b1e76cdc5e123d9", "x": [0.5, 1e-05, 12, -3.25e+12], "s": "ids 1234567890123456789"}'
+    assert sub.parse_json(doc)["x"] == [0.5, 1e-05, 12, -3.25e12]

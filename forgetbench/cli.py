@@ -57,7 +57,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--data-dir", type=Path, help="local data: DIR/<org>__<name>[/<config>]/<split>.jsonl")
     p.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)),
                    help=f"DuckDB store (default {DEFAULT_DB} or $FORGETBENCH_DB)")
-    p.add_argument("--backend", choices=["hf", "vllm", "fake"], default="hf")
+    from forgetbench.eval.backends import BACKENDS
+
+    p.add_argument("--backend", choices=tuple(BACKENDS), default="hf")  # the registry (forgetbench/eval/backends.py)
     p.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="auto (default): bfloat16 where the hardware computes it natively, else float32 on CPU "
                         "(float16 on GPUs without bfloat16); `forgetbench info` says what auto picks here")

@@ -100,7 +100,7 @@ class Docs:
 class EvalSettings:
     """How models are run. Fields marked (key) change results and are part of the cache key."""
 
-    backend: str = "hf"  # hf | vllm | fake (key)
+    backend: str = "hf"  # (key) a registered backend: hf | vllm | fake | ... (forgetbench.eval.backends.BACKENDS)
     dtype: str = "auto"  # (key) resolved before any run (forgetbench.runtime.hardware); "auto" is never stored
     device: str = "auto"  # resolved before any run: the first CUDA GPU if any, else cpu (forgetbench.runtime.hardware)
     batch_size: int = 8

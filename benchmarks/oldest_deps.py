@@ -43,11 +43,12 @@ for m in pkgutil.walk_packages(forgetbench.__path__, "forgetbench."):
         continue
     importlib.import_module(m.name)
 print("import: every forgetbench module")
-from forgetbench.train import sft, run as train, rl as train_rl
+from forgetbench.train import sft, rl as train_rl
+from forgetbench.train.methods import METHODS
 tmp = Path(tempfile.mkdtemp())
 a = sft.sft_config(tmp, dtype="float32", warmup_ratio=0.1)
 assert a.get_warmup_steps(100) == 10, f"SFTConfig: warmup 0.1 -> {a.get_warmup_steps(100)} steps of 100"
-r = {**train.DEFAULTS["rl"], "dtype": "float32", "warmup_ratio": 0.1}
+r = {**METHODS["rl"].defaults, "dtype": "float32", "warmup_ratio": 0.1}
 g = train_rl.grpo_config(r, tmp, 32)
 assert g.get_warmup_steps(100) == 10, f"GRPOConfig: warmup 0.1 -> {g.get_warmup_steps(100)} steps of 100"
 print("config builders: SFTConfig and GRPOConfig built; warmup 0.1 = 10 of 100 steps")

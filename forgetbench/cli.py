@@ -123,11 +123,11 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from forgetbench.demo import METHODS, DemoConfig, run_demo
+    from forgetbench.demo import DEMO_METHODS, DemoConfig, run_demo
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    if not methods or set(methods) - set(METHODS):
-        raise UserError(f"--methods {args.methods!r}: choose from {', '.join(METHODS)}")
+    if not methods or set(methods) - set(DEMO_METHODS):
+        raise UserError(f"--methods {args.methods!r}: choose from {', '.join(DEMO_METHODS)}")
     return run_demo(DemoConfig(methods=methods, out=args.out, db=args.db, force=args.force, dtype=args.dtype))
 
 
@@ -210,9 +210,10 @@ def cmd_toy(args) -> int:
 
 
 def _add_train(sub) -> None:
+    from forgetbench.train.methods import METHODS
     from forgetbench.train.run import add_arguments
 
-    add_arguments(sub.add_parser("train", help="fine-tune BASE on a target task: sft | self-sft | onpolicy-sft | rl (TRL)"))
+    add_arguments(sub.add_parser("train", help=f"fine-tune BASE on a target task: {' | '.join(METHODS)} (TRL)"))
 
 
 def cmd_train(args) -> int:

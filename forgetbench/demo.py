@@ -29,7 +29,9 @@ from forgetbench import paths
 from forgetbench.records import EvalSettings
 
 BASE = "smollm2-135m-instruct"
-METHODS = ("sft", "onpolicy-sft", "rl")
+# The training methods the demo runs (forgetbench.train.methods registers them; recipes/demo/ has a recipe
+# for each): not every registered method, since each adds a training and an evaluation to its 10 minutes.
+DEMO_METHODS = ("sft", "onpolicy-sft", "rl")
 DEMO_TASKS = ("lite_ifeval", "lite_arith", "lite_mc", "lite_refusal")
 # The registry's name for DEMO_TASKS (their YAMLs list it in `suites`): a leaderboard entry declares a
 # registered suite and reports all of it (forgetbench.leaderboard.integrity), so the demo evaluates a suite, not a list.
@@ -50,7 +52,7 @@ LICENCE = "Apache-2.0"  # SmolLM2's licence; the demo's derivatives inherit it
 @dataclass(frozen=True)
 class DemoConfig:
     base: str = BASE
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEMO_METHODS
     out: Path | None = None  # default $FORGETBENCH_HOME/demo
     db: Path | None = None  # default OUT/forgetbench.duckdb
     overrides: tuple[str, ...] = ()  # KEY=VALUE recipe settings, applied where the method knows the key
@@ -67,10 +69,11 @@ class DemoConfig:
 
 
 def demo_recipe(method: str, overrides: tuple[str, ...] = ()) -> tuple[dict, Path]:
-    from forgetbench.train.run import DEFAULTS, load_recipe, recipes_dir
+    from forgetbench.train.methods import METHODS
+    from forgetbench.train.run import load_recipe, recipes_dir
 
     path = recipes_dir() / "demo" / f"{method}.yaml"
-    known = [o for o in overrides if o.partition("=")[0].strip() in DEFAULTS[method]]
+    known = [o for o in overrides if o.partition("=")[0].strip() in METHODS[method].defaults]
     return load_recipe(path, method, known), path
 
 

@@ -89,7 +89,8 @@ def test_bad_examples_and_base_are_user_errors(tiny_model_dir, tmp_path):
 def test_configs_are_built_only_from_fields_the_installed_classes_have(tmp_path):
     import dataclasses
 
-    from forgetbench.train import sft, run as train, rl as train_rl
+    from forgetbench.train import sft, rl as train_rl
+    from forgetbench.train.methods import METHODS
 
     @dataclasses.dataclass
     class OldConfig:  # an older TrainingArguments: no activation_checkpointing yet
@@ -102,6 +103,6 @@ def test_configs_are_built_only_from_fields_the_installed_classes_have(tmp_path)
         sft.make_config(OldConfig, {"output_dir": "x", "completion_only_loss": True})  # a real one: refused
     # the installed versions: both builders run, and a fractional warmup is a ratio of the steps
     a = sft.sft_config(tmp_path, dtype="float32", warmup_ratio=0.1)
-    g = train_rl.grpo_config({**train.DEFAULTS["rl"], "dtype": "float32", "warmup_ratio": 0.1}, tmp_path, 16)
+    g = train_rl.grpo_config({**METHODS["rl"].defaults, "dtype": "float32", "warmup_ratio": 0.1}, tmp_path, 16)
     assert a.get_warmup_steps(100) == g.get_warmup_steps(100) == 10
     assert not getattr(a, "activation_checkpointing", False) and not getattr(g, "activation_checkpointing", False)

@@ -14,6 +14,7 @@ import yaml
 from forgetbench.eval import lmeval
 from forgetbench.tasks import registry
 from forgetbench.train import run as train
+from forgetbench.train.methods import METHODS, SFT_KEYS
 from forgetbench.tasks.data import canonical, load_docs
 from forgetbench.errors import UserError
 from forgetbench.tasks.lite import countdown, instructions
@@ -44,14 +45,14 @@ def test_shipped_recipes_are_valid(path):
     assert r["method"] == path.stem and r["task"] and r["base"]
     assert registry.get(r["task"]).role == "target"
     raw = yaml.safe_load(path.read_text())
-    assert set(raw) - {"method", "task", "base"} == set(train.DEFAULTS[r["method"]])  # every setting spelled out
+    assert set(raw) - {"method", "task", "base"} == set(METHODS[r["method"]].defaults)  # every setting spelled out
 
 
 def test_recipe_precedence_and_validation(tmp_path):
     f = tmp_path / "r.yaml"
     f.write_text("method: sft\nlr: 1e-5\nepochs: 3\n")  # YAML reads 1e-5 as a string: still a float
     r = train.load_recipe(f, None, ["epochs=2", "max_steps=7"])
-    assert (r["lr"], r["epochs"], r["max_steps"], r["batch_size"]) == (1e-5, 2, 7, train.SFT_KEYS["batch_size"])
+    assert (r["lr"], r["epochs"], r["max_steps"], r["batch_size"]) == (1e-5, 2, 7, SFT_KEYS["batch_size"])
     with pytest.raises(UserError, match="beta"):
         train.load_recipe(f, None, ["beta=0.1"])  # an RL setting in an SFT recipe
     with pytest.raises(UserError, match="epochs"):

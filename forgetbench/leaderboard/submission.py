@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from forgetbench.train.methods import METHODS as TRAIN_METHODS, OTHER as OTHER_METHOD
+
 FORMAT = "forgetbench-results"
 FORMAT_VERSION = 2  # 2: closed-form intervals with their methods, paired tests (forgetbench.stats)
 READ_FORMAT_VERSIONS = (1, 2)  # 1: percentile-bootstrap CIs; recomputed in the current format on reading
@@ -36,7 +38,6 @@ DOC_HASH = re.compile(r"[0-9a-f]{16,64}")
 GEN_KEY = re.compile(r"[0-9a-f]{8,64}")
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+")
 SPDX = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*( (AND|OR|WITH) [A-Za-z0-9][A-Za-z0-9.+-]*)*")
-METHODS = ("sft", "self-sft", "onpolicy-sft", "rl", "other")
 ROLES = ("target", "probe")
 
 MAX_RESULTS_BYTES = 25 * 2**20
@@ -73,6 +74,12 @@ class Invalid(Exception):
 
 
 # ------------------------------------------------------------------------------------ reading
+
+
+def methods() -> tuple[str, ...]:
+    """metadata.yaml's accepted `method` values: forgetbench train's registered methods (read now, so a method
+    registered after import counts: forgetbench.train.methods, a light module), then "other"."""
+    return (*TRAIN_METHODS, OTHER_METHOD)
 
 
 def valid_id(entry_id: Any) -> bool:

@@ -1,6 +1,7 @@
 """`forgetbench train`: make a tuned checkpoint from a base model on one target task, with TRL.
 
-Methods (the four of "Retaining by Doing", Chen et al. 2025):
+Methods (the four of "Retaining by Doing", Chen et al. 2025; registered in forgetbench.train.methods,
+which says how to add one):
 - sft:          supervised fine-tuning on expert responses (`--data` pairs, or the task's own solver);
 - self-sft:     sample N responses per training prompt from the base model once, keep the correct ones
                 (the task's eval scorer), fine-tune on them;
@@ -36,21 +37,11 @@ from forgetbench.argtypes import SEED
 from forgetbench.tasks.data import _import, _read_jsonl, canonical, load_docs, read_source
 from forgetbench.errors import UserError
 from forgetbench.records import DataSource
+from forgetbench.train.methods import METHODS
 from forgetbench.train.sft import LOG_FILE, RECIPE_FILE
 from forgetbench.paths import shipped
 
-METHODS = ("sft", "self-sft", "onpolicy-sft", "rl")
 DATA_FILE = "forgetbench_train_data.jsonl"
-SFT_KEYS = {"lr": 1e-4, "epochs": 1, "batch_size": 8, "grad_accum": 1, "max_length": 512, "max_steps": None,
-            "scheduler": "linear", "warmup_ratio": 0.0, "max_grad_norm": 1.0}
-SAMPLE_KEYS = {"samples_per_prompt": 4, "temperature": 1.0, "max_new_tokens": None, "sample_batch_size": 32}
-RL_KEYS = {"lr": 1e-6, "epochs": 1, "batch_size": 8, "grad_accum": 1, "max_steps": None, "scheduler": "constant",
-           "warmup_ratio": 0.0, "max_grad_norm": 1.0, "temperature": 1.0, "num_generations": 4,
-           "max_completion_length": None, "beta": 0.0, "loss_type": "dapo", "scale_rewards": "group",
-           "num_iterations": 1, "use_vllm": False}
-COMMON = {"seed": 0, "dtype": "auto", "n_train": 160, "data_seed": 20251}
-DEFAULTS = {"sft": {**COMMON, **SFT_KEYS}, "self-sft": {**COMMON, **SFT_KEYS, **SAMPLE_KEYS},
-            "onpolicy-sft": {**COMMON, **SFT_KEYS, **SAMPLE_KEYS}, "rl": {**COMMON, **RL_KEYS}}
 # Hub targets train on a split disjoint from their eval rows (countdown evaluates on TinyZero's held-out
 # rows 327680..328703 of the only hub split; TinyZero trains on the rows before them).
 TRAIN_SOURCES = {"countdown": DataSource(hub="Jiayi-Pan/Countdown-Tasks-3to4", split="train",
@@ -90,7 +81,7 @@ def load_recipe(path: Path | None, method: str | None, overrides: list[str] = ()
     method = method or raw.get("method")
     if method not in METHODS:
         raise UserError(f"choose a method with --method ({', '.join(METHODS)}) or `method:` in the recipe")
-    defaults = DEFAULTS[method]
+    defaults = METHODS[method].defaults
     recipe = {"method": method, "task": raw.get("task"), "base": raw.get("base"), **defaults}
     for key, value in raw.items():
         if key in ("method", "task", "base"):
@@ -223,8 +214,8 @@ def train(recipe: dict, base: str, task: str, out: Path, *, data_file: Path | No
           data_dir: Path | None = None, recipe_file: Path | None = None) -> dict:
     """Run one training job into `out` (atomically replaced); return its forgetbench_train.json record."""
     from forgetbench.eval.lmeval import package_versions
-    from forgetbench.models.resolve import resolve
-    from forgetbench.train.sft import _versions, run_sft_rounds, save_checkpoint, staging
+    from forgetbench.models.resolve import is_fake, resolve
+    from forgetbench.train.sft import _versions, save_checkpoint, staging
 
     from forgetbench.runtime.hardware import configure_threads
 
@@ -232,35 +223,30 @@ def train(recipe: dict, base: str, task: str, out: Path, *, data_file: Path | No
     recipe = with_dtype(recipe) if recipe["dtype"] == "auto" else recipe
     threads = configure_threads()
     method, spec = recipe["method"], registry.get(task)
+    how = METHODS[method]
     if spec.role != "target":
         print(f"[train] warning: {task} is registered as a {spec.role}, not a target", file=sys.stderr)
     ref = resolve(base, dtype=recipe["dtype"])
-    if ref.kind == "fake":
+    if is_fake(ref):
         raise UserError(f"--base {base}: training needs a real model, not a fake-backend script")
     recipe = {**recipe, "method": method, "task": task, "base": base}
-    if method == "sft" and data_file is not None:  # expert pairs from a file: no task rows, prompts as given
+    if how.expert_data and data_file is not None:  # expert pairs from a file: no task rows, prompts as given
         examples, dropped = pair_examples(data_file, held_out(spec, data_dir)[1])
         data = {"source": f"file {data_file}", "n_candidates": len(examples) + dropped,
                 "n_dropped_eval_overlap": dropped, "n_rows": len(examples)}
         scorer = None
     else:
         rows, scorer, data = training_rows(spec, recipe, data_file, data_dir)
-        examples = expert_examples(spec, rows, scorer) if method == "sft" else None
+        examples = expert_examples(spec, rows, scorer) if how.expert_data else None
     if examples is not None and not examples:
-        raise UserError(f"sft: no training examples for {task}")
+        raise UserError(f"{method}: no training examples for {task}")
     print(f"[train] {method} on {task}: {data['n_rows']} rows from {data['source']} "
           f"({data['n_dropped_eval_overlap']} evaluation rows dropped) -> {out}", file=sys.stderr)
 
     with staging(out) as tmp:
         log = tmp / LOG_FILE
         log.write_text("")
-        if method == "rl":
-            from forgetbench.train.rl import train_grpo
-
-            model, tok, info = train_grpo(Path(ref.path), recipe, scorer, tmp / "trainer", log)
-        else:
-            model, tok, info = run_sft_rounds(Path(ref.path), recipe, tmp / "trainer", log,
-                                              examples=examples, scorer=scorer)
+        model, tok, info = how.fit(Path(ref.path), recipe, tmp / "trainer", log, examples=examples, scorer=scorer)
         save_checkpoint(model, tok, tmp, recipe["dtype"])
         with open(tmp / DATA_FILE, "w") as f:
             for ex in info["examples"]:
@@ -305,9 +291,7 @@ def ensure_trained(recipe: dict, base: str, out: Path, *, recipe_file: Path | No
 
 
 def _describe_data(method: str, task: str, data: dict, info: dict) -> str:
-    what = {"sft": "expert responses", "self-sft": "correct samples of the base model",
-            "onpolicy-sft": "correct samples of the current model, resampled every epoch",
-            "rl": "prompts (GRPO, reward = the task's eval scorer)"}[method]
+    what = METHODS[method].trains_on
     kept = "".join(f"; round {r['round']}: kept {r['kept']}/{r['sampled']}" for r in info["rounds"] if "kept" in r)
     return f"{task}: {data['n_rows']} training rows from {data['source']}, {what}{kept}"
 
@@ -321,9 +305,9 @@ def _cpu_line() -> str:
 def _no_signal(method: str, steps: list[dict]) -> list[str]:
     """GRPO learns only from groups whose completions got different rewards; say so when none did, since
     the checkpoint is then the base model again (forward KL exactly 0), not a failed optimizer."""
-    if method != "rl" or not steps or any(s.get("frac_reward_zero_std", 0.0) < 1.0 for s in steps):
+    if not METHODS[method].reward or not steps or any(s.get("frac_reward_zero_std", 0.0) < 1.0 for s in steps):
         return []
-    msg = (f"rl: every group of completions got equal rewards in all {len(steps)} steps (mean reward "
+    msg = (f"{method}: every group of completions got equal rewards in all {len(steps)} steps (mean reward "
            f"{sum(s.get('reward', 0.0) for s in steps) / len(steps):.3f}), so every advantage was 0 and no update "
            "reached the weights; use a task the base solves sometimes, more num_generations or more steps")
     print(f"[train] warning: {msg}", file=sys.stderr)
@@ -345,7 +329,7 @@ def _final_metrics(steps: list[dict]) -> dict:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--method", choices=METHODS, help="training method (default: the recipe's `method`)")
+    p.add_argument("--method", choices=tuple(METHODS), help="training method (default: the recipe's `method`)")
     p.add_argument("--base", help="base model, any form `forgetbench eval` accepts (default: the recipe's `base`)")
     p.add_argument("--task", help="target task to train on (default: the recipe's `task`)")
     p.add_argument("--recipe", type=Path, help="YAML settings, e.g. recipes/cpu/sft.yaml (see recipes/README.md)")

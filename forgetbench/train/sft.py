@@ -297,8 +297,10 @@ def _lr_factor(progress: float, r: dict) -> float:
     return {"linear": 1 - p, "cosine": 0.5 * (1 + math.cos(math.pi * p)), "constant": 1.0}[r["scheduler"]]
 
 
-def run_sft_rounds(base_dir: Path, r: dict, work: Path, log: Path, *, examples=None, scorer=None) -> tuple:
-    """The SFT loop shared by sft / self-sft / onpolicy-sft; returns (model, tokenizer, info)."""
+def run_sft_rounds(base_dir: Path, r: dict, work: Path, log: Path, *, examples=None, scorer=None,
+                   onpolicy: bool = False) -> tuple:
+    """The SFT loop shared by sft / self-sft / onpolicy-sft; returns (model, tokenizer, info). Without
+    `examples` it samples its own (filtered by `scorer`): once, or, `onpolicy`, before every epoch."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -307,7 +309,6 @@ def run_sft_rounds(base_dir: Path, r: dict, work: Path, log: Path, *, examples=N
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=0.0)
-    onpolicy = r["method"] == "onpolicy-sft"
     rounds, epochs_per_round = (r["epochs"], 1) if onpolicy else (1, r["epochs"])
     cap = math.ceil(r["max_steps"] / rounds) if r["max_steps"] else None
     info = {"rounds": [], "steps": 0, "examples": []}

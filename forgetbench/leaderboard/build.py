@@ -24,7 +24,7 @@ from typing import Any
 from forgetbench.errors import UserError
 from forgetbench.leaderboard.submission import FORGOTTEN_CAP, valid_id
 
-OUT_FILES = ("index.html", "pareto.html", "kl.html", "leaderboard.duckdb")
+DB_FILE = "leaderboard.duckdb"
 OUT_DIRS = ("entries", "static")
 
 
@@ -371,9 +371,17 @@ def _check_out(out: Path, submissions: Path) -> Path:
     return out
 
 
+def out_files() -> tuple[str, ...]:
+    """The files a build writes at the top of --out: one per page of forgetbench.leaderboard.site.PAGES
+    (the registry its render and navigation read too) and the DuckDB file."""
+    from forgetbench.leaderboard.site import PAGES
+
+    return (*(p.file for p in PAGES), DB_FILE)
+
+
 def _owned(name: str) -> bool:
     """What a build writes into --out (everything else there is the user's and is kept)."""
-    return name in OUT_FILES or name in OUT_DIRS
+    return name in out_files() or name in OUT_DIRS
 
 
 def build(submissions: Path, out: Path, *, templates: Path | None = None, validate: bool = True) -> BuildResult:
@@ -389,7 +397,7 @@ def build(submissions: Path, out: Path, *, templates: Path | None = None, valida
     entries, timings = collect(submissions, validate=validate)
     with staged(out, _owned) as new:
         t1 = time.perf_counter()
-        con = ingest(new / "leaderboard.duckdb", entries)
+        con = ingest(new / DB_FILE, entries)
         t2 = time.perf_counter()
         try:
             site.render(con, new, templates=templates)

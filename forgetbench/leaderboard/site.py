@@ -16,6 +16,8 @@ import json
 import math
 import shutil
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
@@ -213,24 +215,52 @@ def _kl(ctx: dict) -> dict:
     return {"plot": plot, "fit": fit, "n": len(es)}
 
 
+def _index(ctx: dict) -> dict:
+    return {"entries": ctx["entries"], "probes": ctx["probes"], "excluded": ctx["excluded"],
+            "bases": sorted({e["base_label"] for e in ctx["entries"]}), "methods": ctx["methods"],
+            "targets": sorted(ctx["by_target"])}
+
+
+def _pareto_page(ctx: dict) -> dict:
+    return {"sections": _pareto(ctx)}
+
+
+@dataclass(frozen=True)
+class Page:
+    """One top-level page of the site (entry pages are separate: one per entry, `entry.html`).
+
+    `file` is the output file in --out and the `page` value its template sees; `context` turns the
+    loaded tables (`_load`: entries, by_target, methods, colour, probes, excluded) into the template's
+    variables; `nav` is its label in the navigation bar (None: not linked there)."""
+
+    file: str
+    template: str
+    context: Callable[[dict], dict]
+    nav: str | None = None
+
+
+# The site's pages, in navigation order: `render` writes each, base.html links those with a label, and
+# forgetbench.leaderboard.build counts their files as the build's own output (replaced on a rebuild).
+PAGES: tuple[Page, ...] = (
+    Page("index.html", "index.html", _index, "Leaderboard"),
+    Page("pareto.html", "pareto.html", _pareto_page, "Gain vs drop"),
+    Page("kl.html", "kl.html", _kl, "KL vs forgetting"),
+)
+
+
 def render(con, out: Path, templates: Path | None = None) -> None:
     env = environment(templates)
     ctx = _load(con)
     legend = [{"method": m, "colour": ctx["colour"][m]} for m in ctx["methods"]]
-    common = {"legend_items": legend, "n_entries": len(ctx["entries"])}
+    nav = [{"file": p.file, "label": p.nav} for p in PAGES if p.nav]
+    common = {"legend_items": legend, "n_entries": len(ctx["entries"]), "nav": nav}
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(assets_dir() / "static", out / "static", dirs_exist_ok=True)
     if templates and (templates / "static").is_dir():
         shutil.copytree(templates / "static", out / "static", dirs_exist_ok=True)
-    pages = {
-        "index.html": ("index.html", {"entries": ctx["entries"], "probes": ctx["probes"], "excluded": ctx["excluded"],
-                                      "bases": sorted({e["base_label"] for e in ctx["entries"]}),
-                                      "methods": ctx["methods"], "targets": sorted(ctx["by_target"])}),
-        "pareto.html": ("pareto.html", {"sections": _pareto(ctx)}),
-        "kl.html": ("kl.html", _kl(ctx)),
-    }
-    for name, (tpl, data) in pages.items():
-        (out / name).write_text(env.get_template(tpl).render(root="", page=name, **common, **data), encoding="utf-8")
+    for p in PAGES:
+        html = env.get_template(p.template).render(root="", page=p.file, **common, **p.context(ctx))
+        (out / p.file).write_text(html, encoding="utf-8")
     (out / "entries").mkdir(exist_ok=True)
     _entry_pages(templates, ctx["entries"], common, out, env)
 

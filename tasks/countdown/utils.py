@@ -1,4 +1,5 @@
-"""countdown: thin lm-eval hooks around forgetbench.tasks.scoring.countdown (prompt + checker)."""
+"""countdown: thin lm-eval hooks around forgetbench.tasks.scoring.countdown (prompt + checker); standalone
+lm_eval reads the held-out slice named in metadata.forgetbench.sources."""
 
 try:
     import forgetbench  # noqa: F401
@@ -8,13 +9,10 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.tasks.lite import standalone_dataset
+from forgetbench.tasks.lite import standalone_dataset as dataset  # custom_dataset: rows from metadata.forgetbench
 from forgetbench.tasks.scoring import countdown
 
-
-def load_data(**metadata):
-    """Standalone lm_eval: the held-out slice named in this task's metadata.forgetbench.sources."""
-    return standalone_dataset(**metadata)
+__all__ = ["dataset", "doc_to_text", "process_results"]
 
 
 def doc_to_text(doc: dict) -> str:

@@ -11,6 +11,6 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.tasks.scoring.humaneval import build_predictions, build_predictions_instruct, process_results
+from forgetbench.tasks.scoring.humaneval import build_predictions, process_results
 
-__all__ = ["build_predictions", "build_predictions_instruct", "process_results"]
+__all__ = ["build_predictions", "process_results"]

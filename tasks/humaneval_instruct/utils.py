@@ -1,4 +1,4 @@
-"""humaneval: lm-eval's program assembly and pass@1, the code run in forgetbench's sandbox
+"""humaneval_instruct: lm-eval's program assembly and pass@1, the code run in forgetbench's sandbox
 (forgetbench/tasks/scoring/humaneval.py, forgetbench/tasks/scoring/sandbox.py). Generated code runs only when
 FORGETBENCH_CONFIRM_RUN_UNSAFE_CODE=1, which `forgetbench eval --confirm-run-unsafe-code` sets; a
 standalone `lm_eval --include_path tasks --confirm_run_unsafe_code` run needs that variable too."""
@@ -11,6 +11,7 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.tasks.scoring.humaneval import build_predictions, build_predictions_instruct, process_results
+from forgetbench.tasks.scoring.humaneval import build_predictions_instruct as build_predictions
+from forgetbench.tasks.scoring.humaneval import process_results
 
-__all__ = ["build_predictions", "build_predictions_instruct", "process_results"]
+__all__ = ["build_predictions", "process_results"]

@@ -8,13 +8,14 @@ plain `lm_eval --include_path tasks --tasks ifeval` scores offline.
 """
 
 try:
-    from forgetbench.tasks.punkt import ensure_punkt_tab
+    import forgetbench  # noqa: F401
 except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` without installing
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from forgetbench.tasks.punkt import ensure_punkt_tab
+
+from forgetbench.tasks.punkt import ensure_punkt_tab
 
 ensure_punkt_tab()
 

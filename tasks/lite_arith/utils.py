@@ -1,4 +1,4 @@
-"""lite_arith: generated rows (forgetbench/lite); scoring is plain lm-eval configuration in the YAML."""
+"""lite_arith: generated rows (forgetbench/tasks/lite); scoring is plain lm-eval configuration in the YAML."""
 
 try:
     import forgetbench  # noqa: F401
@@ -8,9 +8,6 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.tasks.lite import standalone_dataset
+from forgetbench.tasks.lite import standalone_dataset as dataset  # custom_dataset: rows from metadata.forgetbench
 
-
-def dataset(**metadata):
-    """Standalone lm_eval: regenerate the rows from metadata.forgetbench.sources (generator, n, seed)."""
-    return standalone_dataset(**metadata)
+__all__ = ["dataset"]

@@ -8,13 +8,10 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.tasks.lite import standalone_dataset
+from forgetbench.tasks.lite import standalone_dataset as dataset  # custom_dataset: rows from metadata.forgetbench
 from forgetbench.tasks.scoring import countdown
 
-
-def dataset(**metadata):
-    """Standalone lm_eval: regenerate the rows from metadata.forgetbench.sources (generator, n, seed)."""
-    return standalone_dataset(**metadata)
+__all__ = ["dataset", "doc_to_text", "process_results"]
 
 
 def doc_to_text(doc: dict) -> str:

@@ -12,7 +12,7 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.tasks.lite import standalone_dataset
+from forgetbench.tasks.lite import standalone_dataset as dataset  # custom_dataset: rows from metadata.forgetbench
 from forgetbench.tasks.punkt import ensure_punkt_tab
 
 ensure_punkt_tab()
@@ -20,8 +20,3 @@ ensure_punkt_tab()
 from lm_eval.tasks.ifeval.utils import agg_inst_level_acc, process_results  # noqa: E402
 
 __all__ = ["agg_inst_level_acc", "dataset", "process_results"]
-
-
-def dataset(**metadata):
-    """Standalone lm_eval: regenerate the rows from metadata.forgetbench.sources (generator, n, seed)."""
-    return standalone_dataset(**metadata)

@@ -1,5 +1,6 @@
-"""safety: thin lm-eval hooks; rows come from forgetbench.tasks.safety_data.combine, refusal detection from
-forgetbench.tasks.scoring.refusal (string detector, or the judge set by FORGETBENCH_REFUSAL_JUDGE)."""
+"""safety: thin lm-eval hooks; rows come from the four hub sources of metadata.forgetbench joined by
+forgetbench.tasks.safety_data.combine, refusal detection from forgetbench.tasks.scoring.refusal (string
+detector, or the judge set by FORGETBENCH_REFUSAL_JUDGE)."""
 
 try:
     import forgetbench  # noqa: F401
@@ -9,13 +10,10 @@ except ImportError:  # a bare checkout run by `lm_eval --include_path tasks` wit
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from forgetbench.tasks.lite import standalone_dataset
+from forgetbench.tasks.lite import standalone_dataset as dataset  # custom_dataset: rows from metadata.forgetbench
 from forgetbench.tasks.scoring import refusal
 
-
-def load_hub(**metadata):
-    """Standalone lm_eval: the four hub sources of metadata.forgetbench, joined by `combine`."""
-    return standalone_dataset(**metadata)
+__all__ = ["dataset", "process_results"]
 
 
 def process_results(doc: dict, results: list) -> dict:

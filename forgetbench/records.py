@@ -82,6 +82,10 @@ class TaskSpec:
     # regenerate (hub data): what an entry's items must be, checked offline
     data_rows: tuple[tuple[str, int, str], ...] = ()
     fields: tuple[tuple[str, str], ...] = ()  # (row field, type) the prompts and scorers read
+    # Training (forgetbench.train): rows to sample from instead of the eval sources (a hub split disjoint
+    # from them), and the "module:function" writing a correct response to a row (sft's expert data).
+    train_sources: tuple[DataSource, ...] = ()
+    expert: str | None = None
 
 
 @dataclass(frozen=True)

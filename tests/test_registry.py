@@ -78,3 +78,23 @@ def test_tasks_hash_prints_the_pin_of_a_subsample(capsys):
     assert "5 rows (--limit 5 --seed 7)" in err and f"{docs.data_hash}: {{n: 5, items: {items}}}" in err
     assert main(["tasks", "hash", "lite_arith", "--limit", "0"]) == 2
     assert "--limit: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_training_data_is_declared_in_the_task_metadata():
+    """`train_sources` and `expert` (metadata.forgetbench) are what train reads: countdown trains on the hub
+    rows before its held-out slice, the solver-backed targets name their expert, no other task has one."""
+    import importlib
+
+    from forgetbench.records import DataSource
+
+    tasks = registry.all_tasks()
+    assert tasks["countdown"].train_sources == (
+        DataSource(hub="Jiayi-Pan/Countdown-Tasks-3to4", split="train", hub_split="train[:327680]"),)
+    assert {n for n, t in tasks.items() if t.train_sources} == {"countdown"}
+    experts = {n: t.expert for n, t in tasks.items() if t.expert}
+    assert experts == {"countdown": "forgetbench.tasks.lite.countdown:expert_response",
+                       "lite_countdown": "forgetbench.tasks.lite.countdown:expert_response",
+                       "lite_ifeval": "forgetbench.tasks.lite.instructions:expert_response"}
+    for ref in experts.values():
+        module, _, name = ref.partition(":")
+        assert callable(getattr(importlib.import_module(module), name))

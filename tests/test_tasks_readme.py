@@ -1,4 +1,4 @@
-"""tasks/README.md's "Add your own task" steps, run exactly as written.
+"""tasks/README.md's "Adding a task" steps, run exactly as written.
 
 Every ```bash block of that section is executed, in order, by bash in an empty folder, with
 `forgetbench` being this checkout's CLI and BASE / TUNED two scripted (fake-backend) models: the
@@ -24,7 +24,7 @@ README = REPO / "tasks" / "README.md"
 
 def steps() -> list[str]:
     text = README.read_text(encoding="utf-8")
-    section = text.split("## Add your own task", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## Adding a task", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```bash\n(.*?)```", section, flags=re.S)
 
 

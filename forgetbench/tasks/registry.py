@@ -21,6 +21,14 @@ without forgetbench's CLI); forgetbench reads its own fields from `metadata.forg
         sources:
           - {hub: openai/gsm8k, config: main, split: test, revision: null}
           - {generator: "forgetbench.tasks.lite.countdown:generate", n: 200, seed: 0}
+        # training (forgetbench train), both optional:
+        train_sources:                  # rows to train on, disjoint from `sources` (same keys as sources)
+          - {hub: Jiayi-Pan/Countdown-Tasks-3to4, split: train, hub_split: "train[:327680]"}
+        expert: forgetbench.tasks.lite.countdown:expert_response   # row -> a correct response (sft)
+
+Without `train_sources`, a task whose one source is a generator trains on the same generator with
+another seed; any other task needs `forgetbench train --data FILE`. Without `expert`, `--method sft`
+needs `--data` pairs.
 
 Parsing uses a YAML loader that keeps lm-eval's `!function` tags as strings, so listing tasks does
 not import lm-eval.
@@ -101,10 +109,7 @@ def _spec_from(path: Path, cfg: dict) -> TaskSpec:
     role = meta.get("role")
     if not name or role not in ROLES:
         raise UserError(f"{path}: metadata.forgetbench needs a task name and role in {ROLES}")
-    try:
-        sources = tuple(_source(path, DataSource(**s)) for s in meta.get("sources") or ())
-    except TypeError as e:
-        raise UserError(f"{path}: metadata.forgetbench.sources: {e}") from e
+    sources = _sources(path, meta, "sources")
     if not sources:
         raise UserError(f"{path}: metadata.forgetbench.sources is empty")
     return TaskSpec(
@@ -122,11 +127,51 @@ def _spec_from(path: Path, cfg: dict) -> TaskSpec:
         combine=meta.get("combine"),
         description=meta.get("description", ""),
         extra_metrics=tuple(meta.get("extra_metrics") or ()),
-        data_hashes=tuple(meta.get("data_hashes") or ()),
+        data_hashes=_hashes(path, meta),
         unsafe_code=bool(cfg.get("unsafe_code", False)),
         data_rows=_data_rows(path, meta),
         fields=_fields(path, meta),
+        train_sources=_sources(path, meta, "train_sources"),
+        expert=_ref(path, meta, "expert"),
     )
+
+
+def _sources(path: Path, meta: dict, key: str) -> tuple[DataSource, ...]:
+    listed = meta.get(key) or []
+    if not isinstance(listed, list) or not all(isinstance(s, dict) for s in listed):
+        raise UserError(f"{path}: metadata.forgetbench.{key} must be a list of sources ({{hub: ...}}, {{path: ...}},"
+                        " {generator: ...})")
+    try:
+        return tuple(_source(path, DataSource(**s)) for s in listed)
+    except TypeError as e:
+        raise UserError(f"{path}: metadata.forgetbench.{key}: {e}") from e
+
+
+_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def _ref(path: Path, meta: dict, key: str) -> str | None:
+    """A "module:function" field; imported only when used (listing tasks imports no task code)."""
+    ref = meta.get(key)
+    if ref is not None and not (isinstance(ref, str) and _REF.fullmatch(ref)):
+        raise UserError(f"{path}: metadata.forgetbench.{key} must be \"module:function\", got {ref!r}")
+    return ref
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _hashes(path: Path, meta: dict) -> tuple[str, ...]:
+    """data_hashes: the sha256 values `forgetbench tasks hash NAME` prints; anything else (a pasted
+    message, a truncated hash) is refused rather than silently never matching."""
+    hashes = meta.get("data_hashes") or []
+    if not isinstance(hashes, list):
+        hashes = [hashes]
+    bad = [h for h in hashes if not (isinstance(h, str) and _SHA256.fullmatch(h))]
+    if bad:
+        raise UserError(f"{path}: metadata.forgetbench.data_hashes must list sha256 hex digests (as printed by"
+                        f" `forgetbench tasks hash`), got {bad[0]!r}")
+    return tuple(hashes)
 
 
 _FIELD_TYPE = re.compile(r"(str|int|number|bool|dict|list\[(str|int|number|dict|any)\]|index\([a-z_]+\))\??")

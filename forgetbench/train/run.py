@@ -36,18 +36,11 @@ from forgetbench.tasks import registry
 from forgetbench.argtypes import SEED
 from forgetbench.tasks.data import _import, _read_jsonl, canonical, load_docs, read_source
 from forgetbench.errors import UserError
-from forgetbench.records import DataSource
 from forgetbench.train.methods import METHODS
 from forgetbench.train.sft import LOG_FILE, RECIPE_FILE
 from forgetbench.paths import shipped
 
 DATA_FILE = "forgetbench_train_data.jsonl"
-# Hub targets train on a split disjoint from their eval rows (countdown evaluates on TinyZero's held-out
-# rows 327680..328703 of the only hub split; TinyZero trains on the rows before them).
-TRAIN_SOURCES = {"countdown": DataSource(hub="Jiayi-Pan/Countdown-Tasks-3to4", split="train",
-                                         hub_split="train[:327680]")}
-# Expert-response writers beyond `<generator module>:expert_response`.
-EXPERTS = {"countdown": "forgetbench.tasks.lite.countdown:expert_response"}
 
 
 # ------------------------------------------------------------------------------------- recipes
@@ -131,10 +124,10 @@ def candidate_rows(spec, recipe: dict, data_file: Path | None, data_dir: Path | 
     n, seed = recipe["n_train"], recipe["data_seed"]
     if data_file is not None:
         return _read_jsonl(data_file), f"file {data_file}"
-    if spec.name in TRAIN_SOURCES:
-        src = TRAIN_SOURCES[spec.name]
-        rows = read_source(src, data_dir)
-        return random.Random(seed).sample(rows, min(len(rows), 2 * n)), f"{src.describe()} (seeded sample, seed {seed})"
+    if spec.train_sources:  # the task's metadata.forgetbench.train_sources: disjoint from its eval rows
+        rows = [r for src in spec.train_sources for r in read_source(src, data_dir)]
+        where = "; ".join(src.describe() for src in spec.train_sources)
+        return random.Random(seed).sample(rows, min(len(rows), 2 * n)), f"{where} (seeded sample, seed {seed})"
     (src,) = spec.sources if len(spec.sources) == 1 else (None,)
     if src is None or not src.generator:
         raise UserError(f"{spec.name} has no training split forgetbench knows; pass --data FILE.jsonl with rows "
@@ -164,12 +157,10 @@ def training_rows(spec, recipe: dict, data_file: Path | None, data_dir: Path | N
 
 
 def expert_examples(spec, rows: list[dict], scorer) -> list[dict]:
-    ref = EXPERTS.get(spec.name) or (spec.sources[0].generator or "").replace(":generate", ":expert_response")
-    try:
-        expert = _import(ref)
-    except UserError:
+    if not spec.expert:  # the task's metadata.forgetbench.expert
         raise UserError(f"{spec.name} has no expert responses; pass --data FILE.jsonl with "
-                        "{\"prompt\", \"response\"} pairs") from None
+                        "{\"prompt\", \"response\"} pairs")
+    expert = _import(spec.expert)
     out = []
     for row, doc in zip(rows, scorer.docs):
         try:

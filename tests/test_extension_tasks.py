@@ -194,6 +194,8 @@ def test_lm_eval_loads_a_task_from_a_bare_checkout(tmp_path):
                         return importlib.machinery.PathFinder.find_spec(name, [entry])
                 raise ModuleNotFoundError("No module named 'forgetbench'", name=name)
 
+        # an editable install of this checkout puts it on sys.path: take it off, as if not installed
+        sys.path[:] = [e for e in sys.path if not e or Path(e).resolve() != REPO]
         sys.meta_path.insert(0, NotInstalled())
         try:
             import forgetbench

@@ -14,9 +14,10 @@ import types
 
 import numpy as np
 import pytest
+
+from forgetbench.runtime import vllm_support
 import torch
 
-from forgetbench.eval import backends
 from forgetbench.errors import UserError
 from forgetbench.kl.estimate import BaseSamples, KLItems, KLSettings, check_compatible, kl_along, summarize, verify_head
 from forgetbench.kl.sample import prompt_seed, sample_base, sample_base_vllm
@@ -366,7 +367,7 @@ def test_vllm_sampling_params_mapping(tmp_path, tok, monkeypatch):
     tok.save_pretrained(tmp_path)
     (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [EOS, 4], "top_k": 20}))
     record: dict = {}
-    monkeypatch.setattr(backends, "vllm_module", lambda: _fake_vllm(record))
+    monkeypatch.setattr(vllm_support, "vllm_module", lambda: _fake_vllm(record))
     st = KLSettings(m_prompts=2, k_samples=2, max_new_tokens=3, seed=11, dtype="float16")
     s = sample_base_vllm(str(tmp_path), PROMPTS, st, "h", tensor_parallel_size=2)
     assert record["llm"] == {"model": str(tmp_path), "dtype": "float16", "seed": 11, "tensor_parallel_size": 2}

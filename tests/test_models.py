@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from forgetbench.eval import backends
+from forgetbench.runtime import vllm_support
+
 from forgetbench.models import bundled, resolve as models
 from forgetbench.eval.backends import build_lm
 from forgetbench.errors import UserError
@@ -391,7 +392,7 @@ def test_vllm_argument_mapping(monkeypatch, tiny_model_dir, fb_home):
     fake_mod = types.ModuleType("lm_eval.models.vllm_causallms")
     fake_mod.VLLM = FakeVLLM
     monkeypatch.setitem(sys.modules, "lm_eval.models.vllm_causallms", fake_mod)
-    monkeypatch.setattr(backends, "vllm_module", lambda: None)  # vllm itself is not installed here
+    monkeypatch.setattr(vllm_support, "vllm_module", lambda: None)  # vllm itself is not installed here
     ref = resolve(str(tiny_model_dir))
     settings = EvalSettings(
         backend="vllm", dtype="float16", seed=7, tensor_parallel_size=2, data_parallel_size=3, gpu_memory_utilization=0.5,

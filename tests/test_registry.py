@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from forgetbench.tasks import data, registry
-from forgetbench.eval.lmeval import _task_config, primary_key
+from forgetbench.eval.lmeval import primary_key
+from forgetbench.tasks.registry import lm_eval_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 TASKS = sorted(registry.all_tasks())
@@ -23,7 +24,7 @@ def test_registry_has_the_issue_tasks():
 @pytest.mark.parametrize("name", TASKS)
 def test_task_metadata(name):
     spec = registry.get(name)
-    cfg = _task_config(spec)
+    cfg = lm_eval_config(spec)
     assert cfg["task"] == name and Path(spec.yaml_path).parent.name == name
     assert spec.role in registry.ROLES and spec.version not in ("", "0")
     assert 0.0 <= spec.chance < 1.0

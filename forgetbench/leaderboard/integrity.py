@@ -161,10 +161,10 @@ def _keys(t: dict, i: int, spec: TaskSpec, err) -> None:
 @lru_cache(maxsize=64)
 def _produced(spec: TaskSpec) -> frozenset[str] | None:
     """Names of the per-item metrics the task's lm-eval config produces (None: config unreadable)."""
-    from forgetbench.eval.lmeval import _task_config
+    from forgetbench.tasks.registry import lm_eval_config
 
     try:
-        cfg = _task_config(spec)
+        cfg = lm_eval_config(spec)
     except (OSError, ValueError, UserError):
         return None
     return frozenset(m["metric"] for m in cfg.get("metric_list") or () if isinstance(m, dict) and "metric" in m)

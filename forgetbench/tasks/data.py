@@ -44,7 +44,8 @@ def rows_hash(rows) -> str:
     return h.hexdigest()
 
 
-def _import(ref: str):
+def load_ref(ref: str):
+    """The object a `module:name` reference names (generators, combiners, expert writers, judges)."""
     module, _, attr = ref.partition(":")
     try:
         return getattr(importlib.import_module(module), attr)
@@ -60,7 +61,7 @@ def data_dir_file(src: DataSource, data_dir: Path) -> Path:
     return folder / f"{src.split}.jsonl"
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     """The rows of a jsonl file; an unreadable file, invalid UTF-8 or JSON, or a line that is not a JSON
     object is a UserError naming the file and line."""
     rows = []
@@ -163,16 +164,16 @@ def _read_hub(src: DataSource) -> list[dict]:
 
 def read_source(src: DataSource, data_dir: Path | None) -> list[dict]:
     if src.generator:
-        return list(_import(src.generator)(n=src.n, seed=src.seed))
+        return list(load_ref(src.generator)(n=src.n, seed=src.seed))
     if src.path:  # a task's own rows (a user task), whatever --data-dir says
         if not Path(src.path).is_file():
             raise UserError(f"no rows file {src.path} (a `path:` source of the task)")
-        return _read_jsonl(Path(src.path))
+        return read_jsonl(Path(src.path))
     if data_dir is not None:
         path = data_dir_file(src, data_dir)
         if not path.is_file():
             raise UserError(f"--data-dir has no {path} (expected for {src.describe()})")
-        return _read_jsonl(path)
+        return read_jsonl(path)
     return _read_hub(src)
 
 
@@ -208,7 +209,7 @@ def load_docs(spec: TaskSpec, *, data_dir: Path | None = None, limit: int | None
                             f" {_kind(rows[bad - 1])}")
         per_source[s.name or str(i)] = rows
     if spec.combine:
-        rows = list(_import(spec.combine)(per_source))
+        rows = list(load_ref(spec.combine)(per_source))
         where = "the combined rows"
     elif len(per_source) == 1:
         rows = next(iter(per_source.values()))

@@ -250,3 +250,12 @@ def suite(name: str) -> list[TaskSpec]:
         known = sorted({s for t in all_tasks().values() for s in t.suites})
         raise UserError(f"unknown suite {name!r}; known suites: {', '.join(known)}")
     return chosen
+
+
+def lm_eval_config(spec: TaskSpec) -> dict:
+    """The task's lm-eval YAML with its `include` merged, read without lm-eval (for cache keys and checks)."""
+    cfg = read_yaml(Path(spec.yaml_path))
+    if "include" in cfg:  # one level is all the registry uses; lm-eval merges the same way
+        base = read_yaml(Path(spec.yaml_path).parent / cfg["include"])
+        cfg = {**base, **cfg}
+    return cfg

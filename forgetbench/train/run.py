@@ -34,7 +34,7 @@ import yaml
 from forgetbench import paths
 from forgetbench.tasks import registry
 from forgetbench.argtypes import SEED
-from forgetbench.tasks.data import _import, _read_jsonl, canonical, load_docs, read_source
+from forgetbench.tasks.data import canonical, load_docs, load_ref, read_jsonl, read_source
 from forgetbench.errors import UserError
 from forgetbench.train.methods import METHODS
 from forgetbench.train.sft import LOG_FILE, RECIPE_FILE
@@ -123,7 +123,7 @@ def candidate_rows(spec, recipe: dict, data_file: Path | None, data_dir: Path | 
     """Training rows in the task's own schema, before the held-out filter, and where they came from."""
     n, seed = recipe["n_train"], recipe["data_seed"]
     if data_file is not None:
-        return _read_jsonl(data_file), f"file {data_file}"
+        return read_jsonl(data_file), f"file {data_file}"
     if spec.train_sources:  # the task's metadata.forgetbench.train_sources: disjoint from its eval rows
         rows = [r for src in spec.train_sources for r in read_source(src, data_dir)]
         where = "; ".join(src.describe() for src in spec.train_sources)
@@ -133,7 +133,7 @@ def candidate_rows(spec, recipe: dict, data_file: Path | None, data_dir: Path | 
         raise UserError(f"{spec.name} has no training split forgetbench knows; pass --data FILE.jsonl with rows "
                         "in the task's schema (sft: {\"prompt\", \"response\"} pairs)")
     # Generated targets: same generator, another seed; 2n + |eval| candidates leave room for the filter.
-    rows = _import(src.generator)(n=2 * n + (src.n or 0), seed=seed)
+    rows = load_ref(src.generator)(n=2 * n + (src.n or 0), seed=seed)
     return rows, f"{src.generator}(seed={seed})"
 
 
@@ -160,7 +160,7 @@ def expert_examples(spec, rows: list[dict], scorer) -> list[dict]:
     if not spec.expert:  # the task's metadata.forgetbench.expert
         raise UserError(f"{spec.name} has no expert responses; pass --data FILE.jsonl with "
                         "{\"prompt\", \"response\"} pairs")
-    expert = _import(spec.expert)
+    expert = load_ref(spec.expert)
     out = []
     for row, doc in zip(rows, scorer.docs):
         try:
@@ -172,7 +172,7 @@ def expert_examples(spec, rows: list[dict], scorer) -> list[dict]:
 
 def pair_examples(data_file: Path, eval_prompts: set[str]) -> tuple[list[dict], int]:
     """{"prompt", "response"} pairs from --data (string prompts, one user turn), minus eval prompts."""
-    rows = _read_jsonl(data_file)
+    rows = read_jsonl(data_file)
     if any(not isinstance(r.get("prompt"), str) or not isinstance(r.get("response", r.get("completion")), str)
            for r in rows):
         raise UserError(f"--data {data_file}: every row needs string 'prompt' and 'response' fields")
@@ -204,9 +204,9 @@ def default_out(method: str, task: str, base_hash: str, recipe: dict, data_file:
 def train(recipe: dict, base: str, task: str, out: Path, *, data_file: Path | None = None,
           data_dir: Path | None = None, recipe_file: Path | None = None) -> dict:
     """Run one training job into `out` (atomically replaced); return its forgetbench_train.json record."""
-    from forgetbench.eval.lmeval import package_versions
+    from forgetbench.runtime.versions import TRAIN_PACKAGES, package_versions
     from forgetbench.models.resolve import is_fake, resolve
-    from forgetbench.train.sft import _versions, save_checkpoint, staging
+    from forgetbench.train.sft import save_checkpoint, staging
 
     from forgetbench.runtime.hardware import configure_threads
 
@@ -263,7 +263,7 @@ def train(recipe: dict, base: str, task: str, out: Path, *, data_file: Path | No
             "machine": {"cpus": os.cpu_count(), "threads": threads, "cpu": _cpu_line(),
                         "loadavg_start": round(load0, 2),
                         "loadavg_end": round(os.getloadavg()[0], 2)},
-            "versions": {**package_versions(), **_versions()},
+            "versions": package_versions(TRAIN_PACKAGES),
         }
         (tmp / RECIPE_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
         header = "# effective recipe of this run (forgetbench train); rerun: forgetbench train --recipe recipe.yaml\n"

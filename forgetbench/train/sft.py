@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import shutil
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,7 +28,6 @@ from forgetbench.errors import UserError
 
 RECIPE_FILE = "forgetbench_train.json"
 LOG_FILE = "forgetbench_train_log.jsonl"
-
 
 
 def to_conversational(example: dict) -> dict:
@@ -196,47 +193,6 @@ def save_checkpoint(model, tokenizer, out: Path, dtype: str) -> None:
     tokenizer.save_pretrained(out)
 
 
-def sft(base_dir: str | Path, examples: list[dict], out_dir: Path, *, epochs=2, lr=1e-4, batch_size=8,
-        max_length=256, max_steps: int | None = None, seed=0, dtype="bfloat16",
-        log_path: Path | None = None) -> Path:
-    """Fine-tune base_dir on examples, write the model + tokenizer + recipe + log to out_dir; return out_dir.
-
-    Training happens in `<out_dir>.tmp`, renamed to out_dir only once everything is written, so out_dir
-    either holds a complete checkpoint or does not exist (an existing out_dir is replaced only after the
-    new one is complete). log_path (optional) receives the per-step log while training runs; a copy always
-    ends up in out_dir/forgetbench_train_log.jsonl.
-    """
-    base_dir, out_dir = Path(base_dir), Path(out_dir)
-    if not (base_dir / "config.json").is_file():
-        raise UserError(f"SFT base {base_dir} is not a local Hugging Face model directory (no config.json)")
-    hparams = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "max_length": max_length,
-               "max_steps": max_steps, "seed": seed, "dtype": dtype}
-    with staging(out_dir) as tmp:
-        log = Path(log_path) if log_path else tmp / LOG_FILE
-        log.write_text("")
-        start = time.time()
-        trainer = build_trainer(base_dir, examples, tmp / "trainer", log_path=log, **hparams)
-        result = trainer.train()
-        wall = time.time() - start
-        save_checkpoint(trainer.model, trainer.processing_class, tmp, dtype)
-        if log != tmp / LOG_FILE:
-            shutil.copyfile(log, tmp / LOG_FILE)
-        steps = [json.loads(line) for line in (tmp / LOG_FILE).read_text().splitlines()]
-        recipe = {
-            "method": "sft",
-            "base": str(base_dir.resolve()),
-            "hyperparameters": hparams,
-            "n_examples": len(examples),
-            "steps": result.global_step,
-            "final_loss": steps[-1]["loss"] if steps else None,
-            "mean_loss": result.training_loss,
-            "wall_seconds": round(wall, 1),
-            "versions": _versions(),
-        }
-        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
-    return out_dir
-
-
 # ------------------------------------------------------------------------------------ sampling
 
 
@@ -351,13 +307,3 @@ def run_sft_rounds(base_dir: Path, r: dict, work: Path, log: Path, *, examples=N
     return model, tok, info
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("forgetbench", "torch", "transformers", "trl", "datasets"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out

@@ -14,7 +14,6 @@ slicing or joining before lm-eval can use it.
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 
@@ -22,14 +21,9 @@ from pathlib import Path
 DATA_DIR_ENV = "FORGETBENCH_DATA_DIR"
 
 
-def _call(ref: str):
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def rows_from_metadata(metadata: dict) -> list[dict]:
     """The rows a task's `metadata.forgetbench` block describes (sources, then combine)."""
-    from forgetbench.tasks.data import read_source  # the same reader forgetbench's CLI uses
+    from forgetbench.tasks.data import load_ref, read_source  # the same readers forgetbench's CLI uses
     from forgetbench.records import DataSource
 
     fb = metadata.get("forgetbench") or {}
@@ -42,7 +36,7 @@ def rows_from_metadata(metadata: dict) -> list[dict]:
         for i, s in enumerate(sources)
     }
     if fb.get("combine"):
-        return list(_call(fb["combine"])(per_source))
+        return list(load_ref(fb["combine"])(per_source))
     if len(per_source) != 1:
         raise ValueError("several sources need a forgetbench.combine function")
     return next(iter(per_source.values()))

@@ -38,7 +38,6 @@ environment; `set_judge(None)` returns to the environment/detector.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Callable
@@ -122,7 +121,9 @@ def _env_judge() -> Judge | None:
     module, sep, attr = ref.partition(":")
     if not sep or not attr:
         raise ValueError(f"{JUDGE_ENV} must look like 'module:function', got {ref!r}")
-    return getattr(importlib.import_module(module), attr)
+    from forgetbench.tasks.data import load_ref
+
+    return load_ref(ref)
 
 
 def active_judge() -> Judge | None:

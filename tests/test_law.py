@@ -65,7 +65,7 @@ def _store(tmp_path, n=12, y=lambda x, rng: {"mmlu": 3 * x + rng.normal(0, 1), "
 def test_known_slope_recovered_and_sub_rows_ignored(tmp_path):
     db, xs = _store(tmp_path)
     with Store(db, read_only=True) as s:
-        points = law.load_points(s.con)
+        points = law.load_points(s)
     assert len(points) == 12 and [p.x.value for p in points] == sorted(xs)
     assert {p.method for p in points} == {"sft", "rl"} and points[0].target == "countdown"
     assert set(points[0].probes) == {"gsm8k", "mmlu"}  # primary rows only, target excluded
@@ -87,7 +87,7 @@ def test_primary_metric_falls_back_to_the_registry(tmp_path):
     metric = registry.get("mmlu").primary_metric
     with Store(tmp_path / "fb.duckdb") as s:
         _put(s, 0, 1.0, {"mmlu": 4.0, "not_a_task": 9.0}, metric=metric, report_json={})
-        (p,) = law.load_points(s.con)
+        (p,) = law.load_points(s)
     assert p.probes == {"mmlu": Estimate(4.0, 2.0, 6.0)}  # the unknown task's row is not guessed
 
 

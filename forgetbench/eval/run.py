@@ -217,9 +217,7 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
         from forgetbench.store import pair_id
 
         report = replace(report, pair_id=pair_id(report))
-        pid = store.put_pair(report, to_json(report))
-        if report.kl:
-            store.put_pair_kl(pid, report.kl)
+        store.put_pair(report, to_json(report))  # with its tasks and KL, in one transaction
     return report
 
 

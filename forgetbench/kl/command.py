@@ -24,7 +24,7 @@ def main(db: Path, out: Path | None = None, as_json: bool = False, x: str = "fwd
     if out.suffix.lower() not in (".png", ".svg"):
         raise UserError(f"--out must end in .png or .svg, not {out.name!r}")
     with Store(db, read_only=True) as s:
-        points = load_points(s.con, x)
+        points = load_points(s, x)
     n = sum(p.mean_drop is not None for p in points)
     if n < MIN_PAIRS:
         if points and not as_json:

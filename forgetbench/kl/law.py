@@ -18,12 +18,16 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from forgetbench.errors import UserError
 from forgetbench.records import Estimate
 from forgetbench.stats.fit import line_fit, r_squared
+
+if TYPE_CHECKING:  # annotations only: the fits, tables and plot need no store
+    from forgetbench.store import Store
 
 X_LABELS = {
     "fwd_seq": "forward KL per sequence, KL(π0‖π) (nats)",
@@ -93,34 +97,23 @@ def _primary_metrics(report_json: str | None, tasks: set[str]) -> dict[str, str]
     return out
 
 
-def load_points(con, x: str = "fwd_seq") -> list[Point]:
-    """Every pair with a finite KL column `x`, ordered by x."""
+def load_points(store: Store, x: str = "fwd_seq") -> list[Point]:
+    """Every pair of `store` with a finite KL column `x`, ordered by x."""
     if x not in X_LABELS:
         raise UserError(f"--x must be one of {', '.join(X_LABELS)}, not {x!r}")
-    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    if "pair_kl" not in tables:
+    rows = store.kl_pair_rows(x)
+    if not rows:
         return []
-    rows = con.execute(
-        f"""SELECT p.pair_id, coalesce(bm.spec, p.base_hash), coalesce(tm.spec, p.tuned_hash), p.target,
-                   coalesce(p.settings->>'method', tm.meta->>'method'), k.task, k.{x}, k.{x}_lo, k.{x}_hi,
-                   p.mean_drop, p.mean_drop_lo, p.mean_drop_hi, p.report
-            FROM pair_kl k JOIN pairs p USING (pair_id)
-            LEFT JOIN models bm ON bm.model_hash = p.base_hash
-            LEFT JOIN models tm ON tm.model_hash = p.tuned_hash
-            WHERE isfinite(k.{x}) ORDER BY k.{x}, p.pair_id"""
-    ).fetchall()
     probe_rows: dict[str, list[tuple]] = {}
-    for r in con.execute(
-        "SELECT pair_id, task, metric, delta, delta_lo, delta_hi FROM pair_tasks WHERE role = 'probe'"
-    ).fetchall():
-        probe_rows.setdefault(r[0], []).append(r[1:])
+    for r in store.probe_deltas():
+        probe_rows.setdefault(r.pair_id, []).append((r.task, r.metric, r.delta, r.lo, r.hi))
     points = []
-    for pid, base, tuned, target, method, kl_task, xv, xlo, xhi, md, mlo, mhi, report in rows:
-        mine = probe_rows.get(pid, [])
-        primary = _primary_metrics(report, {r[0] for r in mine})
+    for r in rows:
+        mine = probe_rows.get(r.pair_id, [])
+        primary = _primary_metrics(r.report, {m[0] for m in mine})
         probes = {t: _est(d, lo, hi, 100.0) for t, m, d, lo, hi in mine if primary.get(t) == m and d is not None}
-        points.append(Point(pid, base, tuned, target, method, kl_task, _est(xv, xlo, xhi),
-                            _est(md, mlo, mhi, 100.0), dict(sorted(probes.items()))))
+        points.append(Point(r.pair_id, r.base, r.tuned, r.target, r.method, r.kl_task, _est(r.x, r.x_lo, r.x_hi),
+                            _est(r.mean_drop, r.mean_drop_lo, r.mean_drop_hi, 100.0), dict(sorted(probes.items()))))
     return points
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import sys
 from dataclasses import asdict, replace
 
@@ -20,6 +19,7 @@ from forgetbench.kl.estimate import BaseSamples, KLItems, KLSettings, summarize
 from forgetbench.records import ModelRef, TaskRun, TaskSpec
 from forgetbench.stats import KL_BOOT_SEED, KL_N_BOOT
 from forgetbench.store import Store
+from forgetbench.store.rows import KLItem, KLSample
 
 N_BOOT, BOOT_SEED = KL_N_BOOT, KL_BOOT_SEED  # the KL percentile bootstrap (why a bootstrap: forgetbench.stats)
 # summarize() names -> the store's pair_kl column stems
@@ -46,45 +46,35 @@ def sample_set_id(base: ModelRef, run: TaskRun, settings: KLSettings, doc_ids: l
 
 
 def _load_samples(store: Store, sid: str, settings: KLSettings, base_hash: str) -> BaseSamples | None:
-    rows = store.con.execute(
-        "SELECT prompt_index, prompt_ids, completion_ids FROM kl_samples WHERE sample_set = ? ORDER BY seq", [sid]
-    ).fetchall()
+    rows = store.kl_samples(sid)
     if not rows:
         return None
     prompts: dict[int, tuple[int, ...]] = {}
-    for pi, pids, _ in rows:
-        prompts.setdefault(pi, tuple(pids))
+    for r in rows:
+        prompts.setdefault(r.prompt_index, r.prompt_ids)
     return BaseSamples(prompt_ids=tuple(prompts[i] for i in sorted(prompts)),
-                       completions=tuple(tuple(r[2]) for r in rows),
-                       prompt_index=tuple(r[0] for r in rows), settings=settings, base_hash=base_hash)
+                       completions=tuple(r.completion_ids for r in rows),
+                       prompt_index=tuple(r.prompt_index for r in rows), settings=settings, base_hash=base_hash)
 
 
 def _save_samples(store: Store, sid: str, run: TaskRun, samples: BaseSamples, doc_ids: list[int]) -> None:
-    settings = json.dumps(asdict(samples.settings))
-    rows = [(sid, samples.base_hash, run.task, run.data_hash, settings, seq, pi, doc_ids[pi],
-             list(samples.prompt_ids[pi]), list(c))
+    rows = [KLSample(seq, pi, doc_ids[pi], tuple(samples.prompt_ids[pi]), tuple(c))
             for seq, (pi, c) in enumerate(zip(samples.prompt_index, samples.completions))]
-    store.con.execute("BEGIN TRANSACTION")
-    store.con.executemany("INSERT OR REPLACE INTO kl_samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    store.con.execute("COMMIT")
+    store.put_kl_samples(sid, samples.base_hash, run.task, run.data_hash, asdict(samples.settings), rows)
 
 
 def _load_items(store: Store, sid: str, tuned_hash: str) -> KLItems | None:
-    rows = store.con.execute(
-        "SELECT prompt_index, n_tokens, fwd, rev, tv FROM kl_items WHERE sample_set = ? AND tuned_hash = ? ORDER BY seq",
-        [sid, tuned_hash]).fetchall()
+    rows = store.kl_items(sid, tuned_hash)
     if not rows:
         return None
-    return KLItems(fwd=tuple(r[2] for r in rows), rev=tuple(r[3] for r in rows), tv=tuple(r[4] for r in rows),
-                   n_tokens=tuple(r[1] for r in rows), prompt_index=tuple(r[0] for r in rows))
+    return KLItems(fwd=tuple(r.fwd for r in rows), rev=tuple(r.rev for r in rows), tv=tuple(r.tv for r in rows),
+                   n_tokens=tuple(r.n_tokens for r in rows), prompt_index=tuple(r.prompt_index for r in rows))
 
 
 def _save_items(store: Store, sid: str, tuned_hash: str, items: KLItems) -> None:
-    rows = [(sid, tuned_hash, seq, pi, n, f, r, t) for seq, (pi, n, f, r, t) in
-            enumerate(zip(items.prompt_index, items.n_tokens, items.fwd, items.rev, items.tv))]
-    store.con.execute("BEGIN TRANSACTION")
-    store.con.executemany("INSERT OR REPLACE INTO kl_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    store.con.execute("COMMIT")
+    store.put_kl_items(sid, tuned_hash, [
+        KLItem(seq, pi, n, f, r, t)
+        for seq, (pi, n, f, r, t) in enumerate(zip(items.prompt_index, items.n_tokens, items.fwd, items.rev, items.tv))])
 
 
 def _say(msg: str) -> None:

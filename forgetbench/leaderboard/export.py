@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from forgetbench import stats
 from forgetbench.errors import UserError
 from forgetbench.store import Store
+from forgetbench.store.rows import RunHeader, StoredPair
 from forgetbench.leaderboard.submission import ENTRY_ID, FORMAT, FORMAT_VERSION, METADATA_FILE, RESULTS_FILE, SCHEMA_VERSION
 
 RECIPE_FILE = "forgetbench_train.json"  # == forgetbench.train.sft.RECIPE_FILE (not imported: sft pulls trl)
-_PAIR_COLS = "pair_id, base_hash, tuned_hash, target, settings, report, created_at"
 
 
 @dataclass(frozen=True)
@@ -37,127 +37,101 @@ class ExportResult:
     warnings: tuple[str, ...] = ()
 
 
-def _models(con) -> list[tuple[str, str, str, str | None, str | None, dict]]:
-    rows = con.execute("SELECT model_hash, spec, kind, path, revision, meta FROM models ORDER BY spec").fetchall()
-    return [(h, s, k, p, r, json.loads(m) if m else {}) for h, s, k, p, r, m in rows]
-
-
-def find_model(con, query: str, label: str) -> str:
+def find_model(store: Store, query: str, label: str) -> str:
     """Content hash of the stored model whose hash starts with `query` or whose spec equals it."""
-    models = _models(con)
+    models = store.models()
     q = query.strip()
-    hits = {m[0] for m in models if m[1] == q}
+    hits = {m.model_hash for m in models if m.spec == q}
     if not hits and len(q) >= 4:
-        hits = {m[0] for m in models if m[0].startswith(q.lower())}
+        hits = {m.model_hash for m in models if m.model_hash.startswith(q.lower())}
     if len(hits) == 1:
         return hits.pop()
-    listing = "\n".join(f"  {h[:16]}  {s}" for h, s, *_ in models if not hits or h in hits) or "  (none)"
+    listing = "\n".join(f"  {m.model_hash[:16]}  {m.spec}" for m in models if not hits or m.model_hash in hits) or "  (none)"
     if hits:
         raise UserError(f"--{label} {query!r} is ambiguous; it matches:\n{listing}")
     raise UserError(f"--{label} {query!r} matches no stored model (give a content hash, a prefix of >= 4"
                     f" hex digits, or the spec as stored); stored models:\n{listing}")
 
 
-def _describe(row) -> str:
-    settings = json.loads(row[4])
-    return (f"  {row[0]}  target={row[3]}  limit={settings.get('limit')}  tasks={len(settings.get('tasks') or [])}"
-            f"  {row[6]:%Y-%m-%d %H:%M}")
+def _describe(p: StoredPair) -> str:
+    return (f"  {p.pair_id}  target={p.target}  limit={p.settings.get('limit')}  tasks={len(p.settings.get('tasks') or [])}"
+            f"  {p.created_at:%Y-%m-%d %H:%M}")
 
 
-def select_pair(con, pair_id: str | None, base: str | None, tuned: str | None, target: str | None) -> tuple:
+def select_pair(store: Store, pair_id: str | None, base: str | None, tuned: str | None,
+                target: str | None) -> StoredPair:
     if pair_id:
-        rows = con.execute(f"SELECT {_PAIR_COLS} FROM pairs WHERE pair_id LIKE ? || '%' ORDER BY pair_id",
-                           [pair_id]).fetchall()
+        rows = store.pairs_by_prefix(pair_id)
         what = f"--pair {pair_id}"
     else:
         if not (base and tuned):
             raise UserError("give --pair PAIR_ID, or both --base and --tuned")
-        b, t = find_model(con, base, "base"), find_model(con, tuned, "tuned")
-        sql = f"SELECT {_PAIR_COLS} FROM pairs WHERE base_hash = ? AND tuned_hash = ?"
-        args = [b, t]
-        if target is not None:
-            sql, args = sql + " AND target IS NOT DISTINCT FROM ?", [*args, target]
-        rows = con.execute(sql + " ORDER BY created_at DESC", args).fetchall()
+        b, t = find_model(store, base, "base"), find_model(store, tuned, "tuned")
+        rows = store.pairs_of(b, t, target)
         what = f"base {b[:12]} / tuned {t[:12]}" + (f" / target {target}" if target else "")
     if len(rows) == 1:
         return rows[0]
     if not rows:
-        known = con.execute(f"SELECT {_PAIR_COLS} FROM pairs ORDER BY created_at DESC LIMIT 20").fetchall()
-        listing = "\n".join(map(_describe, known)) or "  (the store has no pairs; run forgetbench eval first)"
+        listing = "\n".join(map(_describe, store.recent_pairs(20))) or "  (the store has no pairs; run forgetbench eval first)"
         raise UserError(f"{what}: no stored pair matches; stored pairs:\n{listing}")
     raise UserError(f"{what} matches {len(rows)} pairs; choose one with --pair:\n" + "\n".join(map(_describe, rows)))
 
 
-def _run(con, run_ids: list[str], model_hash: str, task: str) -> tuple:
-    rows = con.execute(
-        "SELECT run_id, task_version, data_hash, gen_key, gen_settings FROM runs"
-        " WHERE run_id IN (SELECT unnest(?::VARCHAR[])) AND model_hash = ? AND task = ?",
-        [run_ids, model_hash, task]).fetchall()
+def _run(store: Store, run_ids: list[str], model_hash: str, task: str) -> RunHeader:
+    rows = store.run_headers(run_ids, model_hash, task)
     if len(rows) != 1:
         raise UserError(f"task {task}: expected one stored run of model {model_hash[:12]} among the pair's runs,"
                         f" found {len(rows)} (the store is incomplete; rerun forgetbench eval)")
     return rows[0]
 
 
-def _items(con, rid: str) -> list[tuple]:
-    return con.execute("SELECT doc_id, doc_hash, cluster, stratum, prompt, response, score, metrics FROM items"
-                       " WHERE run_id = ? ORDER BY doc_hash, doc_id", [rid]).fetchall()
-
-
-def _task(con, delta: dict, settings: dict, base_hash: str, tuned_hash: str) -> dict:
+def _task(store: Store, delta: dict, settings: dict, base_hash: str, tuned_hash: str) -> dict:
     run_ids = list(settings.get("run_ids") or [])
-    b = _run(con, run_ids, base_hash, delta["task"])
-    t = _run(con, run_ids, tuned_hash, delta["task"])
-    bi, ti = _items(con, b[0]), _items(con, t[0])
-    if [i[1] for i in bi] != [i[1] for i in ti]:
+    b = _run(store, run_ids, base_hash, delta["task"])
+    t = _run(store, run_ids, tuned_hash, delta["task"])
+    bi, ti = store.items_by_doc_hash(b.run_id), store.items_by_doc_hash(t.run_id)
+    if [i.doc_hash for i in bi] != [i.doc_hash for i in ti]:
         raise UserError(f"task {delta['task']}: the base and tuned runs scored different rows")
     # Paired exactly as forgetbench.stats.paired pairs them: by doc_hash, duplicate rows in doc_id order.
     items = [
-        {"doc_id": x[0], "doc_hash": x[1], "cluster": x[2], "stratum": x[3],
-         "base": {"score": x[6], "metrics": json.loads(x[7]), "response": x[5]},
-         "tuned": {"score": y[6], "metrics": json.loads(y[7]), "response": y[5]},
-         "prompt": x[4]}
+        {"doc_id": x.doc_id, "doc_hash": x.doc_hash, "cluster": x.cluster, "stratum": x.stratum,
+         "base": {"score": x.score, "metrics": x.metrics, "response": x.response},
+         "tuned": {"score": y.score, "metrics": y.metrics, "response": y.response},
+         "prompt": x.prompt}
         for x, y in zip(bi, ti)
     ]
     items.sort(key=lambda i: i["doc_id"])
-    out = {"task": delta["task"], "version": b[1], "role": delta["role"], "primary_metric": delta["metric"],
-           "data_hash": b[2], "gen_key": b[3], "gen_settings": json.loads(b[4])}
-    if t[3] != b[3]:  # e.g. only the tuned model has a chat template
-        out.update(tuned_gen_key=t[3], tuned_gen_settings=json.loads(t[4]))
+    out = {"task": delta["task"], "version": b.task_version, "role": delta["role"], "primary_metric": delta["metric"],
+           "data_hash": b.data_hash, "gen_key": b.gen_key, "gen_settings": b.gen_settings}
+    if t.gen_key != b.gen_key:  # e.g. only the tuned model has a chat template
+        out.update(tuned_gen_key=t.gen_key, tuned_gen_settings=t.gen_settings)
     # The aggregate is recomputed from these items (_aggregates); its sub names say which extra metrics
     # and strata the pair reported.
     return {**out, "aggregate": {"sub": {k: None for k in delta.get("sub") or {}}}, "items": items}
 
 
-def _kl(con, pair_id: str, base_hash: str, tuned_hash: str, warnings: list[str]) -> dict | None:
-    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    if "pair_kl" not in tables:
-        return None
-    row = con.execute("SELECT task, m_prompts, k_samples, max_new_tokens, seed, dtype, n_seq, n_tokens, fwd_seq,"
-                      " fwd_seq_lo, fwd_seq_hi, fwd_tok, fwd_tok_lo, fwd_tok_hi, rev_tok, rev_tok_lo, rev_tok_hi,"
-                      " tv_tok, tv_tok_lo, tv_tok_hi, settings FROM pair_kl WHERE pair_id = ?", [pair_id]).fetchone()
+def _kl(store: Store, pair_id: str, base_hash: str, tuned_hash: str, warnings: list[str]) -> dict | None:
+    row = store.pair_kl(pair_id)
     if row is None:
         return None
-    extra = json.loads(row[20]) if row[20] else {}
+    extra = row.settings
     # The sample set: named in pair_kl.settings when the writer records it, else the only set drawn
     # from this base on this task that has KL terms for this tuned model.
-    sets = [extra["sample_set"]] if extra.get("sample_set") else [r[0] for r in con.execute(
-        "SELECT DISTINCT s.sample_set FROM kl_samples s JOIN kl_items i USING (sample_set)"
-        " WHERE s.base_hash = ? AND s.task = ? AND i.tuned_hash = ?", [base_hash, row[0], tuned_hash]).fetchall()]
-    items = con.execute("SELECT seq, prompt_index, n_tokens, fwd, rev, tv FROM kl_items WHERE sample_set = ?"
-                        " AND tuned_hash = ? ORDER BY seq", [sets[0], tuned_hash]).fetchall() if len(sets) == 1 else []
+    sets = [extra["sample_set"]] if extra.get("sample_set") else store.kl_sample_sets(base_hash, row.task, tuned_hash)
+    items = store.kl_items(sets[0], tuned_hash) if len(sets) == 1 else []
     if not items:
         warnings.append(f"pair_kl has a KL row for this pair but its per-sequence terms were not found unambiguously"
                         f" ({len(sets)} candidate sample sets); exported kl: null")
         return None
-    est = lambda i: {"value": row[i], "lo": row[i + 1], "hi": row[i + 2]}  # noqa: E731
-    settings = {"m_prompts": row[1], "k_samples": row[2], "max_new_tokens": row[3], "seed": row[4], "dtype": row[5]}
+    est = lambda c: dict(zip(("value", "lo", "hi"), row.estimates[c]))  # noqa: E731
+    settings = {"m_prompts": row.m_prompts, "k_samples": row.k_samples, "max_new_tokens": row.max_new_tokens,
+                "seed": row.seed, "dtype": row.dtype}
     for src, dst in (("n_boot", "n_boot"), ("boot_seed", "boot_seed")):
         if extra.get(src) is not None:
             settings[dst] = extra[src]
-    return {"task": row[0], "settings": settings, "n_seq": row[6], "n_tokens": row[7],
-            "fwd_seq": est(8), "fwd_tok": est(11), "rev_tok": est(14), "tv_tok": est(17),
-            "items": [dict(zip(("seq", "prompt_index", "n_tokens", "fwd", "rev", "tv"), r)) for r in items]}
+    return {"task": row.task, "settings": settings, "n_seq": row.n_seq, "n_tokens": row.n_tokens,
+            **{c: est(c) for c in ("fwd_seq", "fwd_tok", "rev_tok", "tv_tok")},
+            "items": [asdict(i) for i in items]}
 
 
 def _aggregates(res: dict, report_settings: dict, warnings: list[str]) -> None:
@@ -176,10 +150,9 @@ def _aggregates(res: dict, report_settings: dict, warnings: list[str]) -> None:
                         f" has them recomputed from the items with {stats.SCHEME}")
 
 
-def build_results(con, pair_row: tuple, warnings: list[str]) -> dict:
-    pair_id, base_hash, tuned_hash, target, settings_json, report_json, _ = pair_row
-    settings, report = json.loads(settings_json), json.loads(report_json)
-    specs = {m[0]: m[1] for m in _models(con)}
+def build_results(store: Store, pair: StoredPair, warnings: list[str]) -> dict:
+    settings, report = pair.settings, pair.report
+    specs = {m.model_hash: m.spec for m in store.models()}
     public = {k: v for k, v in settings.items() if k not in ("run_ids", "versions", "bootstrap", "intervals")}
     if public.get("data_dir"):
         public["data_dir"] = "<local>"  # a path on the exporter's machine says nothing to readers
@@ -189,25 +162,25 @@ def build_results(con, pair_row: tuple, warnings: list[str]) -> dict:
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": settings.get("versions") or {},
         "seed": settings.get("seed"),
-        "pair": {"base_hash": base_hash, "tuned_hash": tuned_hash, "base_spec": specs.get(base_hash, ""),
-                 "tuned_spec": specs.get(tuned_hash, ""), "target": target, "settings": public},
+        "pair": {"base_hash": pair.base_hash, "tuned_hash": pair.tuned_hash, "base_spec": specs.get(pair.base_hash, ""),
+                 "tuned_spec": specs.get(pair.tuned_hash, ""), "target": pair.target, "settings": public},
         "intervals": stats.settings(),
-        "tasks": [_task(con, d, settings, base_hash, tuned_hash) for d in report["deltas"]],
+        "tasks": [_task(store, d, settings, pair.base_hash, pair.tuned_hash) for d in report["deltas"]],
         "mean_drop": None,
-        "kl": _kl(con, pair_id, base_hash, tuned_hash, warnings),
+        "kl": _kl(store, pair.pair_id, pair.base_hash, pair.tuned_hash, warnings),
     }
     _aggregates(res, settings, warnings)
     return res
 
 
-def _model_meta(con, model_hash: str) -> tuple[dict, dict]:
+def _model_meta(store: Store, model_hash: str) -> tuple[dict, dict]:
     """({hub_id, revision, content_hash}, training recipe or {}) for the metadata template."""
-    for h, spec, kind, path, revision, meta in _models(con):
-        if h != model_hash:
+    for m in store.models():
+        if m.model_hash != model_hash:
             continue
-        hub = meta.get("source") if kind == "hub" else None
+        hub = m.meta.get("source") if m.kind == "hub" else None
         recipe = {}
-        for d in (path, meta.get("source")):
+        for d in (m.path, m.meta.get("source")):
             f = Path(d) / RECIPE_FILE if d else None
             if f is not None and f.is_file():
                 try:
@@ -215,16 +188,16 @@ def _model_meta(con, model_hash: str) -> tuple[dict, dict]:
                 except (OSError, ValueError):
                     pass
                 break
-        return {"hub_id": hub, "revision": revision or meta.get("commit"), "content_hash": h}, recipe
+        return {"hub_id": hub, "revision": m.revision or m.meta.get("commit"), "content_hash": m.model_hash}, recipe
     return {"hub_id": None, "revision": None, "content_hash": model_hash}, {}
 
 
-def metadata_fields(con, entry_id: str, results: dict) -> dict:
+def metadata_fields(store: Store, entry_id: str, results: dict) -> dict:
     """The metadata.yaml fields, pre-filled from what the store and the tuned model's
     forgetbench_train.json know (method, hyperparameters, training data, compute); TODO elsewhere."""
     p = results["pair"]
-    base, _ = _model_meta(con, p["base_hash"])
-    tuned, recipe = _model_meta(con, p["tuned_hash"])
+    base, _ = _model_meta(store, p["base_hash"])
+    tuned, recipe = _model_meta(store, p["tuned_hash"])
     hp = {k: v for k, v in (recipe.get("hyperparameters") or {}).items() if isinstance(v, (str, int, float, bool))}
     machine = recipe.get("machine") or {}
     compute = (f"CPU, {machine['cpus']} cores, {recipe['wall_seconds']} s of training (forgetbench train)"
@@ -256,8 +229,8 @@ def render_metadata(fields: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def metadata_template(con, entry_id: str, results: dict) -> str:
-    return render_metadata(metadata_fields(con, entry_id, results))
+def metadata_template(store: Store, entry_id: str, results: dict) -> str:
+    return render_metadata(metadata_fields(store, entry_id, results))
 
 
 def export_entry(db: Path, out: Path, *, pair_id: str | None = None, base: str | None = None,
@@ -274,16 +247,16 @@ def export_entry(db: Path, out: Path, *, pair_id: str | None = None, base: str |
         raise UserError(f"--out {out} exists and is not a folder")
     warnings: list[str] = []
     with Store(db, read_only=True) as store:
-        row = select_pair(store.con, pair_id, base, tuned, target)
-        results = build_results(store.con, row, warnings)
+        pair = select_pair(store, pair_id, base, tuned, target)
+        results = build_results(store, pair, warnings)
         if results["pair"]["target"] is None:
             warnings.append("the pair has no target (evaluated without --target); leaderboard entries need one")
         md = out / METADATA_FILE
         template = None
         if metadata is not None:
-            template = render_metadata({**metadata_fields(store.con, entry_id, results), **metadata})
+            template = render_metadata({**metadata_fields(store, entry_id, results), **metadata})
         elif not md.exists():
-            template = metadata_template(store.con, entry_id, results)
+            template = metadata_template(store, entry_id, results)
     if out.name != entry_id:
         warnings.append(f"the folder is named {out.name!r} but the id is {entry_id!r}; submit it as submissions/{entry_id}/")
     out.mkdir(parents=True, exist_ok=True)
@@ -297,7 +270,7 @@ def export_entry(db: Path, out: Path, *, pair_id: str | None = None, base: str |
     elif template is not None:
         with open(md, "x", encoding="utf-8") as f:  # "x": never clobber a submitter's file
             f.write(template)
-    return ExportResult(out, entry_id, row[0], template is not None, tuple(warnings))
+    return ExportResult(out, entry_id, pair.pair_id, template is not None, tuple(warnings))
 
 
 def main(args) -> int:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from forgetbench.argtypes import COUNT, SEED, fraction, positive
 from forgetbench.errors import UserError
+from forgetbench.paths import DB_ENV, DB_FILE, default_db
 from forgetbench.runtime.hardware import DTYPES
 
-DEFAULT_DB = "forgetbench.duckdb"
 _ENV_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENAMETOOLONG)
 TASKS_DIRS_ENV = "FORGETBENCH_TASKS_DIRS"  # = forgetbench.tasks.registry.TASKS_DIRS_ENV (not imported: startup stays light)
 
@@ -55,8 +55,8 @@ def _add_eval(sub) -> None:
                    "code (humaneval*), in forgetbench's sandbox (forgetbench/tasks/scoring/sandbox.py)")
     p.add_argument("--limit", type=COUNT, help="seeded subsample of N rows per task (stratified by cluster)")
     p.add_argument("--data-dir", type=Path, help="local data: DIR/<org>__<name>[/<config>]/<split>.jsonl")
-    p.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)),
-                   help=f"DuckDB store (default {DEFAULT_DB} or $FORGETBENCH_DB)")
+    p.add_argument("--db", type=Path, default=default_db(),
+                   help=f"DuckDB store (default {DB_FILE} or ${DB_ENV})")
     from forgetbench.eval.backends import BACKENDS
 
     p.add_argument("--backend", choices=tuple(BACKENDS), default="hf")  # the registry (forgetbench/eval/backends.py)
@@ -139,7 +139,7 @@ def cmd_info(args) -> int:
 
 def _add_submissions(sub) -> None:
     e = sub.add_parser("export", help="write a stored pair as a leaderboard entry (results.json + metadata template)")
-    e.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)))
+    e.add_argument("--db", type=Path, default=default_db())
     e.add_argument("--pair", help="pair id (or a unique prefix)")
     e.add_argument("--base", help="content hash, unique hash prefix, or spec as stored")
     e.add_argument("--tuned", help="content hash, unique hash prefix, or spec as stored")
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="bundled model -> SFT, on-policy SFT and RL on lite_ifeval -> eval of the "
                        "three pairs on the demo suite (lite_ifeval + 3 lite probes) -> leaderboard")
     d.add_argument("--out", type=Path, help="where entries, site and DB go (default $FORGETBENCH_HOME/demo)")
-    d.add_argument("--db", type=Path, help="DuckDB store (default OUT/forgetbench.duckdb)")
+    d.add_argument("--db", type=Path, help=f"DuckDB store (default OUT/{DB_FILE})")
     d.add_argument("--methods", default="sft,onpolicy-sft,rl", help="comma-separated subset of sft,onpolicy-sft,rl")
     d.add_argument("--force", action="store_true", help="retrain even if cached checkpoints exist")
     d.add_argument("--dtype", default="auto", choices=DTYPES, help="training and evaluation dtype (default auto)")
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("site"))
     b.add_argument("--templates", type=Path, help="templates override folder (leaderboard/README.md)")
     law = sub.add_parser("law", help="fit forgetting against KL(pi0 || pi) on the target across stored pairs")
-    law.add_argument("--db", type=Path, default=Path(os.environ.get("FORGETBENCH_DB", DEFAULT_DB)))
+    law.add_argument("--db", type=Path, default=default_db())
     law.add_argument("--out", type=Path, help="plot file, .png or .svg (default <db stem>_law.png)")
     law.add_argument("--x", choices=["fwd_seq", "fwd_tok", "rev_tok", "tv_tok"], default="fwd_seq")
     law.add_argument("--json", action="store_true")

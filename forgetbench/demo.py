@@ -54,7 +54,7 @@ class DemoConfig:
     base: str = BASE
     methods: tuple[str, ...] = DEMO_METHODS
     out: Path | None = None  # default $FORGETBENCH_HOME/demo
-    db: Path | None = None  # default OUT/forgetbench.duckdb
+    db: Path | None = None  # default OUT/forgetbench.duckdb (paths.DB_FILE)
     overrides: tuple[str, ...] = ()  # KEY=VALUE recipe settings, applied where the method knows the key
     # lite_countdown is left out: the base solves none of it, so nothing on it can be forgotten.
     tasks: tuple[str, ...] = DEMO_TASKS
@@ -133,7 +133,7 @@ def run(cfg: DemoConfig) -> DemoResult:
     from forgetbench.leaderboard.trust import REFERENCE_FILE, write_list
 
     out = Path(cfg.out or paths.home() / "demo")
-    db = Path(cfg.db or out / "forgetbench.duckdb")
+    db = Path(cfg.db or out / paths.DB_FILE)
     subs = out / "submissions"
     times: dict[str, float] = {}
     t = time.time()

@@ -53,7 +53,7 @@ def collect(measure: bool = True) -> dict:
                        "cpu_dtype": cpu_choice.dtype},
         "versions": versions(),
         "paths": {"FORGETBENCH_HOME": str(paths.home()),
-                  "store (--db default)": str(Path(os.environ.get("FORGETBENCH_DB", "forgetbench.duckdb")).resolve()),
+                  "store (--db default)": str(paths.default_db().resolve()),
                   "models cache": str(paths.home() / "models"), "training runs": str(paths.home() / "runs"),
                   "HF_HOME": os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface"),
                   "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE")},

@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
+DB_FILE = "forgetbench.duckdb"  # the results store's file name (`--db`; the demo's OUT/forgetbench.duckdb)
+DB_ENV = "FORGETBENCH_DB"
 
 
 def home() -> Path:
@@ -20,3 +22,8 @@ def shipped(name: str, inside: str = "") -> Path | None:
         if (cand / inside).is_dir():
             return cand
     return None
+
+
+def default_db() -> Path:
+    """`--db` when not given: $FORGETBENCH_DB, else forgetbench.duckdb in the working folder."""
+    return Path(os.environ.get(DB_ENV) or DB_FILE)

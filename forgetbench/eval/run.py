@@ -21,6 +21,8 @@ from forgetbench.tasks import data, registry
 from forgetbench.tasks.data import gen_key
 from forgetbench.eval import lmeval
 from forgetbench.errors import UserError
+from forgetbench.paths import default_db
+from forgetbench.runtime.versions import package_versions
 from forgetbench.records import Docs, EvalSettings, ModelRef, PairReport, TaskSpec
 from forgetbench.store import Store, run_id
 
@@ -38,7 +40,7 @@ class EvalRequest:
     target: str | None = None
     limit: int | None = None
     data_dir: Path | None = None
-    db: Path = Path("forgetbench.duckdb")
+    db: Path = field(default_factory=default_db)
     settings: EvalSettings = field(default_factory=EvalSettings)
     kl: bool = True  # forward KL on the target's prompts (needs --target and a real backend)
     kl_prompts: int = 32
@@ -191,7 +193,7 @@ def evaluate_pair(req: EvalRequest) -> PairReport:
             "limit": req.limit,
             "data_dir": str(req.data_dir) if req.data_dir else None,
             "run_ids": sorted([*base_ids.values(), *tuned_ids.values()]),
-            "versions": lmeval.package_versions(),
+            "versions": package_versions(),
         }
         skipped = _kl_skipped(req, settings)
         if skipped:

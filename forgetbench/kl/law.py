@@ -178,7 +178,7 @@ def _num(v: float | None, fmt: str) -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+def text_table(head: list[str], rows: list[list[str]]) -> list[str]:
     w = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
     def line(r: list[str]) -> str:  # first column left-aligned, numbers right-aligned
@@ -193,16 +193,16 @@ def _r_text(f: Fit, fmt: str) -> str:
     return f"{f.r:{fmt}}" + (f" [{f.r_lo:{fmt}}, {f.r_hi:{fmt}}]" if f.r_lo is not None else "")
 
 
-def _short(spec: str, k: int = 28) -> str:
+def short_spec(spec: str, k: int = 28) -> str:
     s = Path(spec).name or spec
     return s if len(s) <= k else "…" + s[-(k - 1):]
 
 
 def render_points(points: list[Point], x: str) -> str:
     ci = lambda e, f: "n/a" if e is None else f"{e.value:{f}} [{e.lo:{f}}, {e.hi:{f}}]"  # noqa: E731
-    rows = [[_short(p.tuned), p.target or "-", p.method or "-", ci(p.x, "#.3g"), ci(p.mean_drop, "+.1f")]
+    rows = [[short_spec(p.tuned), p.target or "-", p.method or "-", ci(p.x, "#.3g"), ci(p.mean_drop, "+.1f")]
             for p in points]
-    return "\n".join(_table(["tuned", "target", "method", f"{x} ({X_UNITS[x]}) [95% CI]",
+    return "\n".join(text_table(["tuned", "target", "method", f"{x} ({X_UNITS[x]}) [95% CI]",
                              "mean drop (pts) [95% CI]"], rows))
 
 
@@ -211,7 +211,7 @@ def render_fits(fs: list[Fit], x: str) -> str:
     for f in fs:
         rows.append([f.target, str(f.n), _num(f.slope, "+.3g"), _num(f.intercept, "+.2f"),
                      _num(f.r2_lin, ".3f"), _num(f.r2_quad, ".3f"), _r_text(f, "+.3f")])
-    lines = _table(["fit", "n", f"slope (pts/{X_UNITS[x]})", "intercept (pts)", "R² lin", "R² quad",
+    lines = text_table(["fit", "n", f"slope (pts/{X_UNITS[x]})", "intercept (pts)", "R² lin", "R² quad",
                     "Pearson r [95% CI]"], rows)
     lines += [f"  {f.target}: {f.note}" for f in fs if f.note]
     return "\n".join(lines)
@@ -231,7 +231,7 @@ def _panel(ax, pts: list[tuple[Point, Estimate]], f: Fit, x: str, colors: dict, 
                     color=colors[p.target], ms=4 if small else 7, elinewidth=0.8, capsize=0 if small else 2,
                     alpha=0.9, zorder=3)
         if not small and len(pts) <= 15:
-            ax.annotate(_short(p.tuned, 18), (p.x.value, y.value), xytext=(5, 4), textcoords="offset points",
+            ax.annotate(short_spec(p.tuned, 18), (p.x.value, y.value), xytext=(5, 4), textcoords="offset points",
                         fontsize=7, color="0.35")
     ax.axhline(0, color="0.6", lw=0.8, ls=":", zorder=1)
     xs = np.array([p.x.value for p, _ in pts])

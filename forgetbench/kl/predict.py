@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forgetbench.kl.law import MIN_PAIRS, X_UNITS, Point, _short, _table
+from forgetbench.kl.law import MIN_PAIRS, X_UNITS, Point, short_spec, text_table
 from forgetbench.records import Estimate
 from forgetbench.tasks.target_prompts import is_prompt_target
 
@@ -81,10 +81,10 @@ def render(preds: list[Prediction], x: str) -> str:
     if not preds:
         return ""
     ci = lambda e: "n/a" if e is None else f"{e.value:+.1f} [{e.lo:+.1f}, {e.hi:+.1f}]"  # noqa: E731
-    rows = [[_short(p.tuned), p.target, f"{p.x:#.3g}", str(p.n_fit), ci(p.predicted), ci(p.measured)] for p in preds]
+    rows = [[short_spec(p.tuned), p.target, f"{p.x:#.3g}", str(p.n_fit), ci(p.predicted), ci(p.measured)] for p in preds]
     lines = ["PREDICTED forgetting (not measured) for pairs evaluated with --target-prompts: the linear fit",
              f"of mean drop on {x} over the pairs of other tuned models, with a 95% prediction interval", ""]
-    lines += _table(["tuned", "prompts", f"{x} ({X_UNITS[x]})", "fit n", "PREDICTED mean drop (pts) [95% PI]",
+    lines += text_table(["tuned", "prompts", f"{x} ({X_UNITS[x]})", "fit n", "PREDICTED mean drop (pts) [95% PI]",
                      "measured (pts) [95% CI]"], rows)
     lines += [f"  {p.target}: {p.note}" for p in preds if p.note]
     return "\n".join(lines)

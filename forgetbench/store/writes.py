@@ -73,7 +73,7 @@ class StoreWrites:
         max_new_tokens, seed, dtype, ...), n_seq, n_tokens and {value, lo, hi} per KL_COLUMNS name.
         A pair re-stored without KL keeps an older pair_kl row of the same pair_id (as before the
         store owned the whole write)."""
-        pid = pair_id(report)
+        pid = report.pair_id or pair_id(report)  # eval.run sets it (its report JSON carries it)
         md = report.mean_drop
         with self._transaction("writing a pair") as con:
             con.execute("DELETE FROM pair_tasks WHERE pair_id = ?", [pid])

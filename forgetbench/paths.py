@@ -7,6 +7,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 DB_FILE = "forgetbench.duckdb"  # the results store's file name (`--db`; the demo's OUT/forgetbench.duckdb)
 DB_ENV = "FORGETBENCH_DB"
+TRAIN_RECORD = "forgetbench_train.json"  # what `forgetbench train` wrote, saved in the checkpoint folder
 
 
 def home() -> Path:

@@ -276,6 +276,10 @@ def _batch(models, seqs, seq_ids, sums, chunk_tokens: int) -> None:
 # ------------------------------------------------------------------------------ summaries
 
 
+# summarize's estimate names -> their short names in the store's pair_kl columns and in results.json's kl block
+SHORT_NAMES = {"fwd_per_seq": "fwd_seq", "fwd_per_token": "fwd_tok", "rev_per_token": "rev_tok", "tv_per_token": "tv_tok"}
+
+
 def summarize(items: KLItems, n_boot: int = KL_N_BOOT, seed: int = KL_BOOT_SEED) -> dict[str, Estimate]:
     """Point estimates and 95% percentile-bootstrap CIs, resampling prompts (a prompt's K
     completions move together, since they share the prompt's variance).

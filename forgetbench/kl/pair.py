@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict, replace
 
 from forgetbench.tasks.data import canonical, stratified_sample
-from forgetbench.kl.estimate import BaseSamples, KLItems, KLSettings, summarize
+from forgetbench.kl.estimate import BaseSamples, KLItems, KLSettings, summarize, SHORT_NAMES
 from forgetbench.records import ModelRef, TaskRun, TaskSpec
 from forgetbench.stats import KL_BOOT_SEED, KL_N_BOOT
 from forgetbench.store import Store
@@ -23,7 +23,6 @@ from forgetbench.store.rows import KLItem, KLSample
 
 N_BOOT, BOOT_SEED = KL_N_BOOT, KL_BOOT_SEED  # the KL percentile bootstrap (why a bootstrap: forgetbench.stats)
 # summarize() names -> the store's pair_kl column stems
-_COLUMNS = {"fwd_per_seq": "fwd_seq", "fwd_per_token": "fwd_tok", "rev_per_token": "rev_tok", "tv_per_token": "tv_tok"}
 _RESULT_FIELDS = ("m_prompts", "k_samples", "max_new_tokens", "seed", "dtype")
 
 
@@ -131,7 +130,7 @@ def pair_kl(store: Store, base: ModelRef, tuned: ModelRef, spec: TaskSpec, base_
                      "n_boot": N_BOOT, "boot_seed": BOOT_SEED, "doc_ids": doc_ids},
         "n_seq": len(items.fwd),
         "n_tokens": int(sum(items.n_tokens)),
-        **{_COLUMNS[k]: {"value": e.value, "lo": e.lo, "hi": e.hi} for k, e in est.items()},
+        **{SHORT_NAMES[k]: {"value": e.value, "lo": e.lo, "hi": e.hi} for k, e in est.items()},
     }
 
 

@@ -21,11 +21,13 @@ from pathlib import Path
 
 from forgetbench import stats
 from forgetbench.errors import UserError
+from forgetbench.paths import TRAIN_RECORD
 from forgetbench.store import Store
 from forgetbench.store.rows import RunHeader, StoredPair
-from forgetbench.leaderboard.submission import ENTRY_ID, FORMAT, FORMAT_VERSION, METADATA_FILE, RESULTS_FILE, SCHEMA_VERSION
+from forgetbench.leaderboard.submission import (
+    ENTRY_ID, FORMAT, FORMAT_VERSION, METADATA_FILE, RESULTS_FILE, SCHEMA_VERSION, methods,
+)
 
-RECIPE_FILE = "forgetbench_train.json"  # == forgetbench.train.sft.RECIPE_FILE (not imported: sft pulls trl)
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ def _model_meta(store: Store, model_hash: str) -> tuple[dict, dict]:
         hub = m.meta.get("source") if m.kind == "hub" else None
         recipe = {}
         for d in (m.path, m.meta.get("source")):
-            f = Path(d) / RECIPE_FILE if d else None
+            f = Path(d) / TRAIN_RECORD if d else None
             if f is not None and f.is_file():
                 try:
                     recipe = json.loads(f.read_text())
@@ -209,7 +211,7 @@ def metadata_fields(store: Store, entry_id: str, results: dict) -> dict:
         "title": "TODO: short human title, e.g. SmolLM2-135M SFT on countdown",
         "base": base,
         "tuned": tuned,
-        "method": recipe.get("method") or "TODO: sft | self-sft | onpolicy-sft | rl | other",
+        "method": recipe.get("method") or f"TODO: {' | '.join(methods())}",
         "target": p["target"],
         "training_data": recipe.get("training_data") or f"TODO: dataset id or description{n}",
         "hyperparameters": hp,

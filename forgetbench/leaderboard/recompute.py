@@ -180,7 +180,6 @@ def upgrade(res: dict, deltas: list[TaskDelta]) -> None:
     res["format_version"] = FORMAT_VERSION
 
 
-_KL_NAMES = {"fwd_seq": "fwd_per_seq", "fwd_tok": "fwd_per_token", "rev_tok": "rev_per_token", "tv_tok": "tv_per_token"}
 
 
 def check_kl(kl: dict | None) -> list[Problem]:
@@ -197,7 +196,7 @@ def check_kl(kl: dict | None) -> list[Problem]:
         out.append(Problem(RESULTS_FILE, "kl.n_tokens", f"is {kl['n_tokens']} but kl.items sum to {n_tok}"))
     if n_tok == 0:
         return out + [Problem(RESULTS_FILE, "kl.items", "have no tokens")]
-    from forgetbench.kl.estimate import KLItems, summarize
+    from forgetbench.kl.estimate import SHORT_NAMES, KLItems, summarize
 
     col = lambda k: tuple(x[k] for x in items)  # noqa: E731
     s = kl["settings"]
@@ -207,7 +206,7 @@ def check_kl(kl: dict | None) -> list[Problem]:
                             n_boot=s.get("n_boot", stats.KL_N_BOOT), seed=s.get("boot_seed", stats.KL_BOOT_SEED))
     except (UserError, ValueError) as e:
         return out + [Problem(RESULTS_FILE, "kl.items", f"cannot recompute the KL estimates: {e}")]
-    for ours, theirs in _KL_NAMES.items():
+    for theirs, ours in SHORT_NAMES.items():
         for f in ("value", "lo", "hi"):
             got, want = kl[ours][f], getattr(est[theirs], f)
             if not close(got, want):

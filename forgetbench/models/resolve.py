@@ -107,7 +107,7 @@ def _trained_as(path: Path) -> dict:
     """{method, trained_on} of a `forgetbench train` checkpoint (its forgetbench_train.json), so the
     store, `forgetbench law` and export know how a tuned model was made; {} for any other model."""
     try:
-        record = json.loads((path / "forgetbench_train.json").read_text())
+        record = json.loads((path / paths.TRAIN_RECORD).read_text())
         return {"method": str(record["method"]), "trained_on": str(record["task"])}
     except (OSError, ValueError, KeyError, TypeError):
         return {}

@@ -25,8 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from forgetbench.errors import UserError
+from forgetbench.paths import TRAIN_RECORD
 
-RECIPE_FILE = "forgetbench_train.json"
+RECIPE_FILE = TRAIN_RECORD
 LOG_FILE = "forgetbench_train_log.jsonl"
 
 

@@ -21,9 +21,8 @@ from forgetbench.runtime import dbfile
 from forgetbench.errors import UserError
 from forgetbench.records import ItemResult, TaskRun
 from forgetbench.store import SCHEMA_VERSION, Store
+from support import FIXTURES, REPO
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hf"
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _run(capsys, *args) -> tuple[int, str]:

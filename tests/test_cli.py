@@ -1,13 +1,12 @@
 """Bad input: a clear one-line message, a non-zero exit, and stored results left intact."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from forgetbench import cli
+from support import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 
 
 def _run(capsys, *args):

@@ -2,7 +2,6 @@
 a format-1 entry is recomputed transparently, and a version-1 store is upgraded without losing a row."""
 
 import copy
-import importlib.util
 from pathlib import Path
 
 import duckdb
@@ -13,11 +12,9 @@ from forgetbench.leaderboard.build import build
 from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
 from forgetbench.store import Store
 from forgetbench.leaderboard.validate import INVALID, validate_entries
+from support import load_benchmark
 
-_spec = importlib.util.spec_from_file_location(
-    "leaderboard_build", Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard_build.py")
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
+gen = load_benchmark("leaderboard_build")
 
 N = 20
 TARGET = "lite_countdown"

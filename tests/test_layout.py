@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-PKG = Path(__file__).resolve().parent.parent / "forgetbench"
+PKG = REPO / "forgetbench"
 HEAVY = ("torch", "transformers", "lm_eval", "vllm", "trl", "peft", "datasets")
 
 # Each stage may import only stages of the layers above it in this list (and itself): stats, models

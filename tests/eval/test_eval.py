@@ -2,7 +2,6 @@
 lm-eval -> store -> paired metrics -> report) with scripted models whose per-item outcomes we know."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,23 +9,7 @@ from forgetbench import cli
 from forgetbench.eval import lmeval
 from forgetbench.tasks import registry
 from forgetbench.store import Store
-
-FIXTURES = Path(__file__).parent / "fixtures" / "hf"
-
-# gsm8k fixture rows: 3 + 5 = 8, 6 * 4 = 24, 20 - 7 = 13
-ALL_RIGHT = {"name": "all-right", "default_response": "I do not know.",
-             "generate": [{"match": "3 apples", "response": "3 + 5 = 8. The answer is 8."},
-                          {"match": "6 eggs", "response": "6 * 4 = 24. The answer is 24."},
-                          {"match": "20 dollars", "response": "20 - 7 = 13. The answer is 13."}]}
-ONE_RIGHT = {"name": "one-right", "default_response": "I do not know.",
-             "generate": [{"match": "3 apples", "response": "The answer is 8."},
-                          {"match": "6 eggs", "response": "The answer is 25."}]}
-
-
-def _fake(tmp_path, script) -> str:
-    p = tmp_path / f"{script['name']}.json"
-    p.write_text(json.dumps(script))
-    return f"fake:{p}"
+from support import ALL_RIGHT, FIXTURES, ONE_RIGHT, fake_spec
 
 
 def _eval(capsys, *args):
@@ -41,7 +24,7 @@ def _task(report, name):
 
 def test_known_outcomes_give_hand_computed_drop_and_ci(tmp_path, capsys, fb_home):
     db = tmp_path / "s.duckdb"
-    code, rep, err = _eval(capsys, _fake(tmp_path, ALL_RIGHT), _fake(tmp_path, ONE_RIGHT),
+    code, rep, err = _eval(capsys, fake_spec(tmp_path, ALL_RIGHT), fake_spec(tmp_path, ONE_RIGHT),
                            "--tasks", "gsm8k", "--data-dir", FIXTURES, "--db", db)
     assert code == 0, err
     t = _task(rep, "gsm8k")
@@ -60,7 +43,7 @@ def test_known_outcomes_give_hand_computed_drop_and_ci(tmp_path, capsys, fb_home
 
 
 def test_same_model_gives_zero_gain_zero_drop_no_flips(tmp_path, capsys, fb_home):
-    m = _fake(tmp_path, ALL_RIGHT)
+    m = fake_spec(tmp_path, ALL_RIGHT)
     code, rep, err = _eval(capsys, m, m, "--suite", "core", "--data-dir", FIXTURES,
                            "--db", tmp_path / "s.duckdb")
     assert code == 0, err
@@ -72,7 +55,7 @@ def test_same_model_gives_zero_gain_zero_drop_no_flips(tmp_path, capsys, fb_home
 
 
 def test_every_registered_task_renders_and_scores_fixture_rows(tmp_path, capsys, fb_home):
-    m = _fake(tmp_path, ALL_RIGHT)
+    m = fake_spec(tmp_path, ALL_RIGHT)
     db = tmp_path / "s.duckdb"
     tasks = registry.all_tasks()
     try:  # humaneval* run the fake model's code in the sandbox: only where namespaces work
@@ -99,11 +82,11 @@ def test_every_registered_task_renders_and_scores_fixture_rows(tmp_path, capsys,
 
 def test_second_tuned_model_reuses_base_runs(tmp_path, capsys, fb_home):
     db = tmp_path / "s.duckdb"
-    base = _fake(tmp_path, ALL_RIGHT)
+    base = fake_spec(tmp_path, ALL_RIGHT)
     args = ("--tasks", "gsm8k,mmlu", "--data-dir", FIXTURES, "--db", db)
-    assert _eval(capsys, base, _fake(tmp_path, ONE_RIGHT), *args)[0] == 0
+    assert _eval(capsys, base, fake_spec(tmp_path, ONE_RIGHT), *args)[0] == 0
     other = dict(ONE_RIGHT, name="other", default_response="No idea at all.")
-    code, _, err = _eval(capsys, base, _fake(tmp_path, other), *args)
+    code, _, err = _eval(capsys, base, fake_spec(tmp_path, other), *args)
     assert code == 0
     assert "[base] gsm8k: cached" in err and "[base] mmlu: cached" in err
     assert "[tuned] gsm8k: scoring" in err
@@ -115,7 +98,7 @@ def test_second_tuned_model_reuses_base_runs(tmp_path, capsys, fb_home):
 
 def test_interrupted_run_keeps_finished_tasks(tmp_path, capsys, fb_home, monkeypatch):
     db = tmp_path / "s.duckdb"
-    base, tuned = _fake(tmp_path, ALL_RIGHT), _fake(tmp_path, ONE_RIGHT)
+    base, tuned = fake_spec(tmp_path, ALL_RIGHT), fake_spec(tmp_path, ONE_RIGHT)
     real = lmeval.score_task
 
     def dies_on_mmlu(lm, model, spec, *a, **k):
@@ -133,7 +116,7 @@ def test_interrupted_run_keeps_finished_tasks(tmp_path, capsys, fb_home, monkeyp
 
 
 def test_target_role_turns_other_targets_into_probes(tmp_path, capsys, fb_home):
-    m = _fake(tmp_path, ALL_RIGHT)
+    m = fake_spec(tmp_path, ALL_RIGHT)
     code, rep, err = _eval(capsys, m, m, "--tasks", "ifeval,mmlu,gsm8k", "--target", "mmlu",
                            "--data-dir", FIXTURES, "--db", tmp_path / "s.duckdb")
     assert code == 0, err

@@ -20,9 +20,9 @@ from forgetbench.tasks import data, registry
 from forgetbench.errors import UserError
 from forgetbench.tasks.scoring import humaneval as he
 from forgetbench.tasks.scoring import sandbox
+from support import FIXTURES, REPO
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hf"
-TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
+TASKS_DIR = REPO / "tasks"
 BUILTIN = {"truthfulqa_mc1": "truthfulqa_mc1", "truthfulqa_mc2": "truthfulqa_mc2", "winogrande": "winogrande",
            "humaneval": "humaneval", "humaneval_instruct": "humaneval_instruct"}
 

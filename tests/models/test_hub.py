@@ -23,9 +23,9 @@ import pytest
 from forgetbench.tasks import data, registry
 from forgetbench.models.resolve import content_hash
 from forgetbench.store import Store
+from support import FIXTURES
 from hubserver import Hub, Repo, repo_from_dir
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 # the dataset card's YAML is how a script-less hub dataset declares its configs (cais/mmlu has config "all")
 MMLU_README = b"""---
 configs:

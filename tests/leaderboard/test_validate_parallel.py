@@ -5,7 +5,6 @@ error on that entry only."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -16,11 +15,9 @@ import pytest
 
 from forgetbench.runtime import fanout
 from forgetbench.leaderboard import site, validate
+from support import load_benchmark
 
-_spec = importlib.util.spec_from_file_location(
-    "leaderboard_build", Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard_build.py")
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
+gen = load_benchmark("leaderboard_build")
 
 
 FORK = multiprocessing.get_start_method() == "fork"

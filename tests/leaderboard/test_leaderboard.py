@@ -6,7 +6,6 @@ forgetbench.leaderboard.validate's recomputation and the default (validating) bu
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -17,11 +16,9 @@ import pytest
 from forgetbench.leaderboard.build import build
 from forgetbench.leaderboard.site import entry_href, json_script, tie_groups
 from forgetbench.leaderboard.plots import drop_at_gain, matched_gain_level, pareto_frontier
+from support import load_benchmark
 
-_spec = importlib.util.spec_from_file_location(
-    "leaderboard_build", Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard_build.py")
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
+gen = load_benchmark("leaderboard_build")
 
 N = 20
 PROBES = {t: gen.suite_tasks(t) for t in ("lite_countdown", "lite_ifeval")}  # the whole lite suite

@@ -18,8 +18,8 @@ import pytest
 
 from forgetbench.tasks import data, registry
 from forgetbench.train import run as train
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "tasks"
 
 # The import guard every built-in utils.py that uses forgetbench starts with (tasks/README.md, Rules).

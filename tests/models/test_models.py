@@ -20,8 +20,8 @@ from forgetbench.eval.backends import build_lm
 from forgetbench.errors import UserError
 from forgetbench.models.resolve import content_hash, resolve
 from forgetbench.records import EvalSettings
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

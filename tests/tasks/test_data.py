@@ -2,15 +2,14 @@
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from forgetbench.tasks import data
 from forgetbench.errors import UserError
 from forgetbench.records import DataSource, TaskSpec
+from support import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 
 
 def _spec(**kw) -> TaskSpec:

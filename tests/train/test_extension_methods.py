@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,8 +17,8 @@ from forgetbench.errors import UserError
 from forgetbench.leaderboard.schema import check_metadata
 from forgetbench.train import run as train
 from forgetbench.train.methods import COMMON, METHODS, SFT_KEYS, Method, register
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ENTRY = REPO / "submissions" / "reference-smollm2-135m-lite-ifeval-sft"
 
 

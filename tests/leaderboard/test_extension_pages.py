@@ -8,7 +8,7 @@ import pytest
 
 from forgetbench.leaderboard import site
 from forgetbench.leaderboard.build import build, out_files
-from test_leaderboard import make_submissions  # tests/ is on sys.path (pytest rootdir)
+from test_leaderboard import make_submissions  # the same folder: on sys.path (pytest rootdir)
 
 METHODS_TEMPLATE = """{% extends "base.html" %}
 {% block main %}

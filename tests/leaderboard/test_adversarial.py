@@ -5,7 +5,6 @@ entries, and the exact outcome of each. Every entry here has its aggregates reco
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -18,13 +17,12 @@ import yaml
 from forgetbench.leaderboard import integrity
 from forgetbench.tasks import registry
 from forgetbench.leaderboard.validate import INVALID, OK, validate_entries
+from support import REPO, load_benchmark
 
-SHIPPED = Path(__file__).resolve().parent.parent / "submissions"
+SHIPPED = REPO / "submissions"
 REFS = sorted(p.name for p in SHIPPED.glob("reference-*") if p.is_dir())
 SFT = next(r for r in REFS if r.endswith("-sft") and "onpolicy" not in r)
-_spec = importlib.util.spec_from_file_location("fuzz_dishonest", SHIPPED.parent / "benchmarks" / "fuzz_dishonest.py")
-fuzz = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fuzz)
+fuzz = load_benchmark("fuzz_dishonest")
 reseal = fuzz.reseal  # recompute every aggregate from the (edited) items, as an honest export would
 
 

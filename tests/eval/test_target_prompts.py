@@ -16,8 +16,7 @@ from forgetbench.errors import UserError
 from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
 from forgetbench.store import Store
 
-from test_eval import ALL_RIGHT, FIXTURES, ONE_RIGHT, _fake  # tests/ is on sys.path (pytest rootdir)
-from test_law import BASE, PAIR_KL_DDL, _put
+from support import ALL_RIGHT, BASE, FIXTURES, ONE_RIGHT, PAIR_KL_DDL, fake_spec, put_law_pair
 
 PROMPTS = [{"prompt": "Write a haiku about rivers."},
            {"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a color."}]},
@@ -57,7 +56,7 @@ def test_identity_is_the_rows_hash(tmp_path):
 
 def test_fake_pair_every_task_is_a_probe(tmp_path, capsys, fb_home):
     f = _write(tmp_path / "p.jsonl", PROMPTS)
-    code = cli.main(["eval", _fake(tmp_path, ALL_RIGHT), _fake(tmp_path, ONE_RIGHT), "--tasks", "gsm8k,mmlu",
+    code = cli.main(["eval", fake_spec(tmp_path, ALL_RIGHT), fake_spec(tmp_path, ONE_RIGHT), "--tasks", "gsm8k,mmlu",
                      "--target-prompts", str(f), "--data-dir", str(FIXTURES), "--db", str(tmp_path / "s.duckdb"),
                      "--json"])
     out, err = capsys.readouterr()
@@ -67,10 +66,10 @@ def test_fake_pair_every_task_is_a_probe(tmp_path, capsys, fb_home):
     assert {d["task"]: d["role"] for d in rep["deltas"]} == {"gsm8k": "probe", "mmlu": "probe"}  # mmlu too
     assert rep["mean_drop"] is not None and rep["kl"] is None
     assert rep["settings"]["target_prompts"]["data_hash"] == target_prompts.load(f).data_hash
-    code = cli.main(["eval", _fake(tmp_path, ALL_RIGHT), _fake(tmp_path, ONE_RIGHT), "--tasks", "gsm8k",
+    code = cli.main(["eval", fake_spec(tmp_path, ALL_RIGHT), fake_spec(tmp_path, ONE_RIGHT), "--tasks", "gsm8k",
                      "--target", "mmlu", "--target-prompts", str(f), "--data-dir", str(FIXTURES)])
     assert code == 2 and "exclude each other" in capsys.readouterr().err
-    code = cli.main(["eval", _fake(tmp_path, ALL_RIGHT), _fake(tmp_path, ONE_RIGHT), "--tasks", "gsm8k",
+    code = cli.main(["eval", fake_spec(tmp_path, ALL_RIGHT), fake_spec(tmp_path, ONE_RIGHT), "--tasks", "gsm8k",
                      "--target-prompts", str(tmp_path / "missing.jsonl"), "--data-dir", str(FIXTURES)])
     assert code == 2 and "no such file" in capsys.readouterr().err
 
@@ -134,7 +133,7 @@ def test_law_predicts_prompt_pairs_from_the_other_pairs(tmp_path, capsys):
     with Store(db) as s:
         s.con.execute(PAIR_KL_DDL)
         for i, x in enumerate(np.linspace(0.5, 10, 10)):
-            _put(s, i, float(x), {"mmlu": 2 * x + rng.normal(0, 0.5)})
+            put_law_pair(s, i, float(x), {"mmlu": 2 * x + rng.normal(0, 0.5)})
         # a prompt pair whose own measured drop is far off the line: it must not pull its prediction
         tuned = ModelRef(spec="/ckpt/mine", kind="local", path="/ckpt/mine", content_hash="9" * 64)
         s.put_model(tuned)
@@ -145,7 +144,7 @@ def test_law_predicts_prompt_pairs_from_the_other_pairs(tmp_path, capsys):
         s.con.execute("INSERT INTO pair_kl (pair_id, task, n_seq, fwd_seq, fwd_seq_lo, fwd_seq_hi) "
                       "VALUES (?, 'prompts:0123456789ab', 8, 5.0, 4.5, 5.5)", [pid])
         # the same tuned model on a task target: its probe drops are the prompt pair's own, so it is left out
-        _put(s, 99, 5.0, {"mmlu": 40.0})
+        put_law_pair(s, 99, 5.0, {"mmlu": 40.0})
         s.con.execute("UPDATE models SET spec = '/ckpt/mine' WHERE spec = '/ckpt/run99'")
     assert law_command.main(db, tmp_path / "law.png", as_json=True) == 0
     out = json.loads(capsys.readouterr().out)

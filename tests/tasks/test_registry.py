@@ -8,8 +8,8 @@ import pytest
 from forgetbench.tasks import data, registry
 from forgetbench.eval.lmeval import primary_key
 from forgetbench.tasks.registry import lm_eval_config
+from support import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 TASKS = sorted(registry.all_tasks())
 
 

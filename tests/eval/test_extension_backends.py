@@ -17,9 +17,8 @@ from forgetbench.errors import UserError
 from forgetbench.eval import backends
 from forgetbench.eval.backends import BACKENDS, Backend, register
 from forgetbench.store import Store
+from support import FIXTURES, REPO
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hf"
-REPO = Path(__file__).resolve().parents[1]
 # gsm8k fixture rows: 3 + 5 = 8, 6 * 4 = 24, 20 - 7 = 13 (as tests/test_eval.py)
 ALL_RIGHT = {"name": "all-right", "default_response": "I do not know.",
              "generate": [{"match": "3 apples", "response": "The answer is 8."},

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from forgetbench.tasks import registry
+from support import REPO
 
-TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
+TASKS_DIR = REPO / "tasks"
 
 MMLU_ROWS = [
     {

@@ -1,7 +1,6 @@
 """`forgetbench export`: a stored pair -> results.json + metadata template (submission format v2)."""
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,14 +13,12 @@ from forgetbench.errors import UserError
 from forgetbench.kl.estimate import KLItems, summarize
 from forgetbench.store import Store
 from forgetbench.leaderboard.validate import INVALID, OK, validate_entries
+from support import load_benchmark
 
 # entries here are built from hand-written fixture rows, not the registered datasets
 pytestmark = pytest.mark.usefixtures("registry_without_data_hashes")
 
-_spec = importlib.util.spec_from_file_location(
-    "fuzz_validate", Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz_validate.py")
-fuzz = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fuzz)
+fuzz = load_benchmark("fuzz_validate")
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,9 @@ from forgetbench.tasks.lite import countdown, instructions
 from forgetbench.records import Docs, EvalSettings, ModelRef
 from forgetbench.eval.scorer import load_scorer, reward_function
 from forgetbench.tasks.scoring import countdown as cd
+from support import REPO
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = REPO / "recipes"
 TINY = ["--set", "n_train=4", "--set", "batch_size=4", "--set", "max_length=256"]
 
 

@@ -9,47 +9,9 @@ import pytest
 
 from forgetbench.kl import law, command as law_command
 from forgetbench.errors import UserError
-from forgetbench.records import Estimate, ModelRef, PairReport, TaskDelta
+from forgetbench.records import Estimate
 from forgetbench.store import Store
-
-PAIR_KL_DDL = """CREATE TABLE IF NOT EXISTS pair_kl (
-    pair_id VARCHAR PRIMARY KEY, task VARCHAR, m_prompts INTEGER, k_samples INTEGER, max_new_tokens INTEGER,
-    seed INTEGER, dtype VARCHAR, n_seq INTEGER, n_tokens BIGINT,
-    fwd_seq DOUBLE, fwd_seq_lo DOUBLE, fwd_seq_hi DOUBLE, fwd_tok DOUBLE, fwd_tok_lo DOUBLE, fwd_tok_hi DOUBLE,
-    rev_tok DOUBLE, rev_tok_lo DOUBLE, rev_tok_hi DOUBLE, tv_tok DOUBLE, tv_tok_lo DOUBLE, tv_tok_hi DOUBLE,
-    settings JSON, created_at TIMESTAMP)"""
-
-BASE = ModelRef(spec="smollm2-135m-instruct", kind="bundled", path="/m/base", content_hash="b" * 64)
-DECOY = -0.5  # sub-rows (stratum / extra metric) carry this drop: reading them would wreck every fit
-
-
-def _delta(task, role, metric, drop):
-    e = lambda v: Estimate(v, v - 0.02, v + 0.02)  # noqa: E731
-    decoy = TaskDelta(task, role, metric, 50, e(0.5), e(0.5), e(DECOY), 0, 0)
-    sub = {"kind=harmful": decoy, "extra_metric": decoy} if role == "probe" else {}
-    return TaskDelta(task, role, metric, 100, e(0.6), e(0.6 - drop), e(drop), 3, 1, sub)
-
-
-def _put(store, i, kl, drops, method=None, with_kl=True, metric="acc", report_json=None):
-    """One pair whose probes drop by `drops` (points), with KL `kl` on the target countdown."""
-    tuned = ModelRef(spec=f"/ckpt/run{i:02d}", kind="local", path=f"/ckpt/run{i:02d}", content_hash=f"{i:064d}")
-    store.put_model(BASE)
-    store.put_model(tuned)
-    deltas = (_delta("countdown", "target", "exact_match", 0.1),
-              *(_delta(t, "probe", metric, d / 100) for t, d in drops.items()))
-    md = float(np.mean(list(drops.values()))) / 100
-    report = PairReport(BASE, tuned, "countdown", deltas, Estimate(md, md - 0.01, md + 0.01),
-                        {"run_ids": [f"r{i}"], **({"method": method} if method else {})})
-    if report_json is None:
-        report_json = {"deltas": [{"task": d.task, "metric": d.metric} for d in deltas]}
-    pid = store.put_pair(report, report_json)
-    if with_kl:
-        store.con.execute(
-            "INSERT INTO pair_kl (pair_id, task, n_seq, fwd_seq, fwd_seq_lo, fwd_seq_hi, rev_tok, rev_tok_lo,"
-            " rev_tok_hi) VALUES (?, 'countdown', 64, ?, ?, ?, ?, ?, ?)",
-            [pid, kl, 0.9 * kl, 1.1 * kl, kl / 50, kl / 60, kl / 40])
-    return pid
-
+from support import PAIR_KL_DDL, put_law_pair
 
 def _store(tmp_path, n=12, y=lambda x, rng: {"mmlu": 3 * x + rng.normal(0, 1), "gsm8k": x + rng.normal(0, 1)}):
     db = tmp_path / "fb.duckdb"
@@ -58,7 +20,7 @@ def _store(tmp_path, n=12, y=lambda x, rng: {"mmlu": 3 * x + rng.normal(0, 1), "
     with Store(db) as s:
         s.con.execute(PAIR_KL_DDL)
         for i, x in enumerate(xs):
-            _put(s, i, float(x), y(x, rng), method="sft" if i % 2 else "rl")
+            put_law_pair(s, i, float(x), y(x, rng), method="sft" if i % 2 else "rl")
     return db, xs
 
 
@@ -86,7 +48,7 @@ def test_primary_metric_falls_back_to_the_registry(tmp_path):
 
     metric = registry.get("mmlu").primary_metric
     with Store(tmp_path / "fb.duckdb") as s:
-        _put(s, 0, 1.0, {"mmlu": 4.0, "not_a_task": 9.0}, metric=metric, report_json={})
+        put_law_pair(s, 0, 1.0, {"mmlu": 4.0, "not_a_task": 9.0}, metric=metric, report_json={})
         (p,) = law.load_points(s)
     assert p.probes == {"mmlu": Estimate(4.0, 2.0, 6.0)}  # the unknown task's row is not guessed
 
@@ -128,9 +90,9 @@ def test_fewer_than_three_pairs_is_a_user_error(tmp_path, capsys):
     db = tmp_path / "fb.duckdb"
     with Store(db) as s:
         s.con.execute(PAIR_KL_DDL)
-        _put(s, 0, 1.0, {"mmlu": 1.0})
-        _put(s, 1, 2.0, {"mmlu": 3.0})
-        _put(s, 2, 3.0, {"mmlu": 5.0}, with_kl=False)  # a pair without KL does not count
+        put_law_pair(s, 0, 1.0, {"mmlu": 1.0})
+        put_law_pair(s, 1, 2.0, {"mmlu": 3.0})
+        put_law_pair(s, 2, 3.0, {"mmlu": 5.0}, with_kl=False)  # a pair without KL does not count
     with pytest.raises(UserError, match="law needs at least 3 pairs with KL; found 2"):
         law_command.main(db, tmp_path / "p.png")
     assert "run01" in capsys.readouterr().out  # what exists is still shown
@@ -141,7 +103,7 @@ def test_store_without_kl_table_reports_zero(tmp_path):
     db = tmp_path / "old.duckdb"
     with Store(db) as s:
         s.con.execute("DROP TABLE IF EXISTS pair_kl")
-        _put(s, 0, 1.0, {"mmlu": 1.0}, with_kl=False)
+        put_law_pair(s, 0, 1.0, {"mmlu": 1.0}, with_kl=False)
     with pytest.raises(UserError, match="found 0"):
         law_command.main(db, tmp_path / "p.png")
 

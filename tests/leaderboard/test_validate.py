@@ -3,7 +3,6 @@
 import argparse
 import copy
 import hashlib
-import importlib.util
 import json
 import random
 import shutil
@@ -15,15 +14,13 @@ import pytest
 from forgetbench.leaderboard import export, validate
 from forgetbench.tasks import data, registry
 from forgetbench.leaderboard.validate import INVALID, OK, STALE, validate_entries
+from support import load_benchmark
 
 # entries here are built from hand-written fixture rows, not the registered datasets: the registry is
 # pinned to those rows instead
 pytestmark = pytest.mark.usefixtures("registry_pinned_to_fixtures")
 
-_spec = importlib.util.spec_from_file_location(
-    "fuzz_validate", Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz_validate.py")
-fuzz = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fuzz)
+fuzz = load_benchmark("fuzz_validate")
 
 OTHER_TUNED = {"name": "other", "default_response": "No.", "generate": [{"match": "6 eggs", "response": "24"}]}
 

@@ -19,8 +19,8 @@ from forgetbench.tasks import registry
 from forgetbench.leaderboard.build import build
 from forgetbench.tasks.target_prompts import load as load_prompts
 from forgetbench.leaderboard.validate import INVALID, validate_entries
+from support import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 FILLED = {"title": "custom fixture", "method": "sft", "training_data": "none", "compute": "cpu", "contact": "me",
           "licence": "Apache-2.0"}
 TASK_YAML = """task: capitals

@@ -1,11 +1,11 @@
 """The committed submissions/ folder: every entry validates against the live registry (the reference
 entries recompute exactly from their items), and reference entries are labelled as such."""
 
-from pathlib import Path
 
 from forgetbench.leaderboard.validate import INVALID, validate_entries
+from support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent / "submissions"
+ROOT = REPO / "submissions"
 
 
 def test_committed_entries_validate():

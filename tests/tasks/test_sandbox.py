@@ -21,8 +21,8 @@ import pytest
 
 from forgetbench.errors import UserError
 from forgetbench.tasks.scoring import sandbox
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ON_LINUX_ROOT = sys.platform.startswith("linux") and os.geteuid() == 0
 SYS_PYTHON = "/usr/bin/python3"
 AS_USER = ON_LINUX_ROOT and shutil.which("setpriv") is not None and os.access(SYS_PYTHON, os.X_OK)

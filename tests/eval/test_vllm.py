@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from support import REPO
 from forgetbench.runtime import vllm_support
 
 from forgetbench.eval import backends
@@ -34,7 +35,7 @@ from forgetbench.errors import UserError
 from forgetbench.kl.estimate import KLSettings
 from forgetbench.records import EvalSettings
 
-STANDIN = Path(__file__).parent / "fixtures" / "vllm_standin"
+STANDIN = REPO / "tests" / "fixtures" / "vllm_standin"
 # forgetbench's CLI with forgetbench.kl.estimate.load recording each HF load (and how many stand-in engines are up)
 RUNNER = """
 import sys

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from forgetbench.leaderboard import build as leaderboard, validate
+from forgetbench.leaderboard import build as leaderboard, tables, validate
 
 from test_validate_parallel import subs  # noqa: F401 (fixture: 7 entries, one tampered, one unparsable)
 
@@ -37,7 +37,7 @@ def test_digest_replaces_the_parsed_results(subs, monkeypatch, min_entries):  # 
 def _tables(db: Path) -> dict[str, list]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in leaderboard._COLUMNS}
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables.COLUMNS}
     finally:
         con.close()
 
@@ -61,5 +61,5 @@ def test_rows_made_by_the_validator_equal_rows_made_here(subs, tmp_path, monkeyp
 
 def test_a_value_the_tables_cannot_hold_is_a_cannot_ingest_error(tmp_path):
     """table_rows reports a wrongly typed value instead of raising (it runs inside the validator)."""
-    kind, why = leaderboard.table_rows("x-1", {"base": "not a mapping"}, {"tasks": []}, "", {})
+    kind, why = tables.table_rows("x-1", {"base": "not a mapping"}, {"tasks": []}, "", {})
     assert (kind, why) == ("error", "metadata base/tuned must be mappings")

@@ -74,14 +74,14 @@ def test_pool_gives_the_serial_reports(subs, monkeypatch):
 
 @pytest.mark.skipif(not FORK, reason="patches reach the workers only through fork")
 def test_a_crash_in_a_worker_is_an_error_on_that_entry(subs, monkeypatch):
-    real = validate._check_consistency
+    real = validate.check_consistency
 
     def flaky(e, tasks):
         if e.path.name == "par-2":
             raise RuntimeError("boom")
         real(e, tasks)
 
-    monkeypatch.setattr(validate, "_check_consistency", flaky)  # forked workers inherit the patch
+    monkeypatch.setattr(validate, "check_consistency", flaky)  # forked workers inherit the patch
     reports = _reports(subs, monkeypatch, 2)
     assert reports[2]["status"] == "invalid" and "internal error (RuntimeError: boom)" in reports[2]["errors"][-1]["problem"]
     assert [r["status"] == "invalid" for i, r in enumerate(reports) if i != 2] == [False] * 2 + [True, False, True, False]

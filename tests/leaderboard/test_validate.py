@@ -286,7 +286,8 @@ def test_parse_json_reads_numbers_exactly_as_the_strict_callbacks():
         with pytest.raises(sub.Invalid, match=msg):
             sub.parse_json(bad)
     # refused wherever the token stands: the document itself, after [ or , and whitespace, pretty-printed
-    for bad in (b"1e999", b" -2E+400", b"[1,\n  1e999]", b'{"a":\n\t-1.5e+400}', b"[1, 12345678901234567890]"):
+    for bad in (b"1e999", b" -2E+400", b"[1,\n  1e999]", b'{"a":\n\t-1.5e+400}', b"[1, 12345678901234567890]",
+                b'{"s": "ends in a backslash \\\\", "x": 1e999}'):
         with pytest.raises(sub.Invalid, match="overflows|too large"):
             sub.parse_json(bad)
     # text that merely looks like such a number takes the careful path and parses the same
@@ -390,3 +391,5 @@ def test_hex_hashes_do_not_cost_the_careful_number_path(monkeypatch):
     monkeypatch.setattr(sub, "_small_int", never)
     doc = b'{"h": "8f3e039b1e76cdc5e123d9", "x": [0.5, 1e-05, 12, -3.25e+12], "s": "ids 1234567890123456789"}'
     assert sub.parse_json(doc)["x"] == [0.5, 1e-05, 12, -3.25e12]
+    quoted = b'{"s": "she said \\"1e999\\" and \\\\", "x": 2.5}'  # escaped quotes and backslash inside a string
+    assert sub.parse_json(quoted) == {"s": 'she said "1e999" and \\', "x": 2.5}

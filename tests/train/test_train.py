@@ -220,6 +220,21 @@ def test_sft_end_to_end_with_recipe_file(tiny_model_dir, tmp_path):
         run_cli("--recipe", str(RECIPES / "cpu" / "sft.yaml"), "--base", str(tiny_model_dir), "--out", str(out))
 
 
+def test_sft_rerun_is_deterministic_and_replaces_the_folder(tiny_model_dir, tmp_path):
+    # the same recipe and seed give the same run; --force swaps in a complete new folder (nothing stale left)
+    out, again = tmp_path / "a", tmp_path / "b"
+    args = ("--recipe", str(RECIPES / "cpu" / "sft.yaml"), "--base", str(tiny_model_dir), *TINY, "--set", "max_steps=2",
+            "--set", "epochs=2")
+    assert run_cli(*args, "--out", str(out)) == 0 and run_cli(*args, "--out", str(again)) == 0
+    losses = lambda d: [r["loss"] for r in read_jsonl(d / "forgetbench_train_log.jsonl") if "loss" in r]  # noqa: E731
+    first = losses(out)
+    assert len(first) == 2 and first == losses(again)
+    (out / "stale.txt").write_text("x")
+    assert run_cli(*args, "--out", str(out), "--force") == 0
+    assert losses(out) == first and not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no .tmp / .old folder left behind
+
+
 def _answer_for(messages) -> tuple[dict, str]:
     nums, target = re.search(r"numbers \[(.*?)\].*equals (\d+)\.", messages[-1]["content"]).groups()
     row = {"nums": [int(n) for n in nums.split(", ")], "target": int(target)}

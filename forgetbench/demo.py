@@ -70,7 +70,7 @@ class DemoConfig:
 
 def demo_recipe(method: str, overrides: tuple[str, ...] = ()) -> tuple[dict, Path]:
     from forgetbench.train.methods import METHODS
-    from forgetbench.train.run import load_recipe, recipes_dir
+    from forgetbench.train.recipe import load_recipe, recipes_dir
 
     path = recipes_dir() / "demo" / f"{method}.yaml"
     known = [o for o in overrides if o.partition("=")[0].strip() in METHODS[method].defaults]

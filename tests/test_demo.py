@@ -11,11 +11,12 @@ import yaml
 
 from forgetbench import demo
 from forgetbench.tasks import registry
-from forgetbench.train import sft, run as train
+from forgetbench.train import sft
 from forgetbench.tasks.lite import instructions
 from forgetbench.records import EvalSettings
 from forgetbench.store import Store
 from forgetbench.leaderboard.validate import INVALID, validate_entries
+from forgetbench.train import data as train_data
 
 TINY = ("n_train=4", "batch_size=4", "max_length=256", "max_steps=1", "samples_per_prompt=2",
         "num_generations=2", "max_completion_length=8")
@@ -25,7 +26,7 @@ TINY = ("n_train=4", "batch_size=4", "max_length=256", "max_steps=1", "samples_p
 def expert_sampler(monkeypatch):
     """sample_responses stand-in: the expert answer for every training prompt of the demo target."""
     recipe, _ = demo.demo_recipe("onpolicy-sft", TINY)
-    rows, scorer, _ = train.training_rows(registry.get(recipe["task"]), recipe, None, None)
+    rows, scorer, _ = train_data.training_rows(registry.get(recipe["task"]), recipe, None, None)
     answers = {json.dumps(scorer.messages(d)): instructions.expert_response(r) for r, d in zip(rows, scorer.docs)}
 
     def sample(model, tok, prompts, *, n, **kw):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import sys
 import time
@@ -34,152 +33,12 @@ import yaml
 from forgetbench import paths
 from forgetbench.tasks import registry
 from forgetbench.argtypes import SEED
-from forgetbench.tasks.data import canonical, load_docs, load_ref, read_jsonl, read_source
+from forgetbench.tasks.data import canonical
 from forgetbench.errors import UserError
+from forgetbench.train.data import DATA_FILE, expert_examples, held_out, pair_examples, training_rows
 from forgetbench.train.methods import METHODS
+from forgetbench.train.recipe import load_recipe
 from forgetbench.train.sft import LOG_FILE, RECIPE_FILE
-from forgetbench.paths import shipped
-
-DATA_FILE = "forgetbench_train_data.jsonl"
-
-
-# ------------------------------------------------------------------------------------- recipes
-
-
-def recipes_dir() -> Path:
-    """The shipped recipes: the checkout's `recipes/`, or the wheel's copy."""
-    found = shipped("recipes")
-    if found is not None:
-        return found
-    raise UserError("cannot find the shipped training recipes (recipes/)")
-
-
-def load_recipe(path: Path | None, method: str | None, overrides: list[str] = ()) -> dict:
-    """Defaults of the method < the YAML file < `--set KEY=VALUE`; unknown keys and bad types fail."""
-    raw = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise UserError(f"--recipe {path}: {e}") from e
-        if not isinstance(raw, dict):
-            raise UserError(f"--recipe {path}: expected a mapping of settings")
-    for item in overrides:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        raw[key.strip()] = yaml.safe_load(value)
-    if method and raw.get("method") not in (None, method):
-        raise UserError(f"--method {method} but the recipe says method: {raw['method']}")
-    method = method or raw.get("method")
-    if method not in METHODS:
-        raise UserError(f"choose a method with --method ({', '.join(METHODS)}) or `method:` in the recipe")
-    defaults = METHODS[method].defaults
-    recipe = {"method": method, "task": raw.get("task"), "base": raw.get("base"), **defaults}
-    for key, value in raw.items():
-        if key in ("method", "task", "base"):
-            continue
-        if key not in defaults:
-            raise UserError(f"recipe key {key!r} is not a setting of {method}; known: {', '.join(sorted(defaults))}")
-        recipe[key] = _typed(key, value, defaults[key])
-    return recipe
-
-
-def _typed(key: str, value, default):
-    """Check a setting against its default's type (None defaults: an optional integer)."""
-    if isinstance(value, str) and isinstance(default, float):
-        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
-    if default is None:
-        ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, int) and not isinstance(default, bool):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:  # bool, str
-        ok = isinstance(value, type(default))
-    if not ok:
-        want = "a positive integer or null" if default is None else type(default).__name__
-        raise UserError(f"recipe {key}: expected {want}, got {value!r}")
-    return value
-
-
-# ---------------------------------------------------------------------------------------- data
-
-
-def held_out(spec, data_dir: Path | None) -> tuple[set[str], set[str]]:
-    """(canonical rows, prompt texts) of the task's full evaluation rows: training must avoid both."""
-    from forgetbench.eval.scorer import load_scorer
-
-    rows = list(load_docs(spec, data_dir=data_dir).rows)
-    scorer = load_scorer(spec, rows)
-    return {canonical(r) for r in rows}, {scorer.prompt_text(d) for d in scorer.docs}
-
-
-def candidate_rows(spec, recipe: dict, data_file: Path | None, data_dir: Path | None) -> tuple[list[dict], str]:
-    """Training rows in the task's own schema, before the held-out filter, and where they came from."""
-    n, seed = recipe["n_train"], recipe["data_seed"]
-    if data_file is not None:
-        return read_jsonl(data_file), f"file {data_file}"
-    if spec.train_sources:  # the task's metadata.forgetbench.train_sources: disjoint from its eval rows
-        rows = [r for src in spec.train_sources for r in read_source(src, data_dir)]
-        where = "; ".join(src.describe() for src in spec.train_sources)
-        return random.Random(seed).sample(rows, min(len(rows), 2 * n)), f"{where} (seeded sample, seed {seed})"
-    (src,) = spec.sources if len(spec.sources) == 1 else (None,)
-    if src is None or not src.generator:
-        raise UserError(f"{spec.name} has no training split forgetbench knows; pass --data FILE.jsonl with rows "
-                        "in the task's schema (sft: {\"prompt\", \"response\"} pairs)")
-    # Generated targets: same generator, another seed; 2n + |eval| candidates leave room for the filter.
-    rows = load_ref(src.generator)(n=2 * n + (src.n or 0), seed=seed)
-    return rows, f"{src.generator}(seed={seed})"
-
-
-def training_rows(spec, recipe: dict, data_file: Path | None, data_dir: Path | None) -> tuple[list[dict], object, dict]:
-    """(rows, their TaskScorer, provenance): candidates minus evaluation rows, the first n_train of them."""
-    from dataclasses import replace
-
-    from forgetbench.eval.scorer import load_scorer
-
-    rows, source = candidate_rows(spec, recipe, data_file, data_dir)
-    eval_rows, eval_prompts = held_out(spec, data_dir)
-    scorer = load_scorer(spec, rows)
-    keep = [i for i, (r, d) in enumerate(zip(rows, scorer.docs)) if canonical(r) not in eval_rows
-            and scorer.prompt_text(d) not in eval_prompts]
-    dropped = len(rows) - len(keep)
-    keep = keep if data_file is not None else keep[: recipe["n_train"]]
-    if not keep:
-        raise UserError(f"{spec.name}: no training rows left after removing the {dropped} that are evaluation rows")
-    info = {"source": source, "n_candidates": len(rows), "n_dropped_eval_overlap": dropped, "n_rows": len(keep)}
-    return [rows[i] for i in keep], replace(scorer, docs=tuple(scorer.docs[i] for i in keep)), info
-
-
-def expert_examples(spec, rows: list[dict], scorer) -> list[dict]:
-    if not spec.expert:  # the task's metadata.forgetbench.expert
-        raise UserError(f"{spec.name} has no expert responses; pass --data FILE.jsonl with "
-                        "{\"prompt\", \"response\"} pairs")
-    expert = load_ref(spec.expert)
-    out = []
-    for row, doc in zip(rows, scorer.docs):
-        try:
-            out.append({"prompt": scorer.messages(doc), "completion": expert(row)})
-        except ValueError:  # e.g. a countdown row the solver cannot solve: no expert answer to show
-            pass
-    return out
-
-
-def pair_examples(data_file: Path, eval_prompts: set[str]) -> tuple[list[dict], int]:
-    """{"prompt", "response"} pairs from --data (string prompts, one user turn), minus eval prompts."""
-    rows = read_jsonl(data_file)
-    if any(not isinstance(r.get("prompt"), str) or not isinstance(r.get("response", r.get("completion")), str)
-           for r in rows):
-        raise UserError(f"--data {data_file}: every row needs string 'prompt' and 'response' fields")
-    held = {p.strip() for p in eval_prompts}
-    keep = [{"prompt": r["prompt"], "completion": r.get("response", r.get("completion"))} for r in rows
-            if r["prompt"].strip() not in held]
-    return keep, len(rows) - len(keep)
 
 
 # ---------------------------------------------------------------------------------------- runs

@@ -10,6 +10,7 @@ import pytest
 from forgetbench.runtime import hardware
 from forgetbench.errors import UserError
 from forgetbench.runtime.hardware import Capabilities, resolve_dtype
+from forgetbench.train import recipe as recipes
 
 
 @pytest.mark.parametrize("caps, device, want", [
@@ -91,7 +92,7 @@ def test_eval_settings_default_is_auto_and_resolved_before_runs(monkeypatch):
 def test_recipes_default_to_auto_and_resolve_into_the_run_key(monkeypatch, tmp_path):
     from forgetbench.train import run as train
 
-    r = train.load_recipe(train.recipes_dir() / "demo" / "sft.yaml", None)
+    r = recipes.load_recipe(recipes.recipes_dir() / "demo" / "sft.yaml", None)
     assert r["dtype"] == "auto"
     monkeypatch.setattr(hardware, "capabilities", lambda: Capabilities())
     fp32 = train.with_dtype(r)

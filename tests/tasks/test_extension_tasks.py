@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from forgetbench.tasks import data, registry
-from forgetbench.train import run as train
+from forgetbench.train import data as train_data, recipe as recipes
 from support import REPO
 
 TASKS = REPO / "tasks"
@@ -127,11 +127,11 @@ def test_adding_a_task_with_a_printed_pin_and_training_data(my_tasks, monkeypatc
     # Training rows and the expert come from the metadata: train.jsonl minus the one eval row.
     assert [s.describe() for s in spec.train_sources] == [str(my_tasks / "sums" / "train.jsonl")]
     monkeypatch.syspath_prepend(str(my_tasks.parent / "pkg"))
-    recipe = train.load_recipe(None, "sft", ["n_train=20"])
-    rows, scorer, info = train.training_rows(spec, recipe, None, None)
+    recipe = recipes.load_recipe(None, "sft", ["n_train=20"])
+    rows, scorer, info = train_data.training_rows(spec, recipe, None, None)
     assert info["source"].startswith(str(my_tasks / "sums" / "train.jsonl"))
     assert info["n_dropped_eval_overlap"] == 1 and sorted(map(json.dumps, rows)) == sorted(map(json.dumps, TRAIN[:-1]))
-    examples = train.expert_examples(spec, rows, scorer)
+    examples = train_data.expert_examples(spec, rows, scorer)
     assert [ex["completion"] for ex in examples] == [r["answer"] for r in rows]
     assert all(scorer.score(doc, ex["completion"]) == 1.0 for doc, ex in zip(scorer.docs, examples))
 

@@ -15,8 +15,8 @@ import yaml
 from forgetbench import cli, demo
 from forgetbench.errors import UserError
 from forgetbench.leaderboard.schema import check_metadata
-from forgetbench.train import run as train
 from forgetbench.train.methods import COMMON, METHODS, SFT_KEYS, Method, register
+from forgetbench.train import recipe as recipes
 from support import REPO
 
 ENTRY = REPO / "submissions" / "reference-smollm2-135m-lite-ifeval-sft"
@@ -66,9 +66,9 @@ def test_a_registered_method_trains_through_the_cli(noop, tiny_model_dir, tmp_pa
     rec = json.loads((out / "forgetbench_train.json").read_text())
     assert rec["method"] == "noop" and rec["hyperparameters"]["knob"] == 5 and rec["steps"] == 0
     assert rec["training_data"].endswith("expert responses, left unused") and rec["warnings"] == []
-    assert (out / "config.json").is_file() and train.load_recipe(out / "recipe.yaml", None) == rec["recipe"]
+    assert (out / "config.json").is_file() and recipes.load_recipe(out / "recipe.yaml", None) == rec["recipe"]
     with pytest.raises(UserError, match="knob"):  # its settings are its own
-        train.load_recipe(None, "sft", ["knob=1"])
+        recipes.load_recipe(None, "sft", ["knob=1"])
 
 
 def test_a_registered_method_is_accepted_by_the_submission_schema(noop):

@@ -21,6 +21,7 @@ from forgetbench.tasks.lite import countdown, instructions
 from forgetbench.records import Docs, EvalSettings, ModelRef
 from forgetbench.eval.scorer import load_scorer, reward_function
 from forgetbench.tasks.scoring import countdown as cd
+from forgetbench.train import data as train_data, recipe as recipes
 from support import REPO
 
 RECIPES = REPO / "recipes"
@@ -42,7 +43,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_shipped_recipes_are_valid(path):
-    r = train.load_recipe(path, None)
+    r = recipes.load_recipe(path, None)
     assert r["method"] == path.stem and r["task"] and r["base"]
     assert registry.get(r["task"]).role == "target"
     raw = yaml.safe_load(path.read_text())
@@ -52,17 +53,17 @@ def test_shipped_recipes_are_valid(path):
 def test_recipe_precedence_and_validation(tmp_path):
     f = tmp_path / "r.yaml"
     f.write_text("method: sft\nlr: 1e-5\nepochs: 3\n")  # YAML reads 1e-5 as a string: still a float
-    r = train.load_recipe(f, None, ["epochs=2", "max_steps=7"])
+    r = recipes.load_recipe(f, None, ["epochs=2", "max_steps=7"])
     assert (r["lr"], r["epochs"], r["max_steps"], r["batch_size"]) == (1e-5, 2, 7, SFT_KEYS["batch_size"])
     with pytest.raises(UserError, match="beta"):
-        train.load_recipe(f, None, ["beta=0.1"])  # an RL setting in an SFT recipe
+        recipes.load_recipe(f, None, ["beta=0.1"])  # an RL setting in an SFT recipe
     with pytest.raises(UserError, match="epochs"):
-        train.load_recipe(f, None, ["epochs=two"])
+        recipes.load_recipe(f, None, ["epochs=two"])
     with pytest.raises(UserError, match="method"):
-        train.load_recipe(f, "rl")
+        recipes.load_recipe(f, "rl")
     with pytest.raises(UserError, match="method"):
-        train.load_recipe(None, None)
-    assert train.load_recipe(None, "rl")["beta"] == 0.0
+        recipes.load_recipe(None, None)
+    assert recipes.load_recipe(None, "rl")["beta"] == 0.0
 
 
 # --------------------------------------------------------------------------------- data rules
@@ -71,12 +72,12 @@ def test_recipe_precedence_and_validation(tmp_path):
 def test_training_rows_are_disjoint_from_eval_rows():
     spec = registry.get("lite_countdown")
     eval_rows = {canonical(r) for r in load_docs(spec).rows}
-    recipe = train.load_recipe(None, "rl", ["n_train=40"])
-    rows, scorer, info = train.training_rows(spec, recipe, None, None)
+    recipe = recipes.load_recipe(None, "rl", ["n_train=40"])
+    rows, scorer, info = train_data.training_rows(spec, recipe, None, None)
     assert len(rows) == len(scorer.docs) == 40 and not eval_rows & {canonical(r) for r in rows}
     # Asking for the eval seed itself: the generator's first 64 rows are the eval rows, all dropped.
-    recipe = train.load_recipe(None, "rl", ["n_train=40", "data_seed=0"])
-    rows, _, info = train.training_rows(spec, recipe, None, None)
+    recipe = recipes.load_recipe(None, "rl", ["n_train=40", "data_seed=0"])
+    rows, _, info = train_data.training_rows(spec, recipe, None, None)
     assert info["n_dropped_eval_overlap"] == 64 and len(rows) == 40
     assert not eval_rows & {canonical(r) for r in rows}
 
@@ -84,8 +85,8 @@ def test_training_rows_are_disjoint_from_eval_rows():
 @pytest.mark.parametrize("task", ["lite_countdown", "lite_ifeval"])
 def test_expert_examples_get_full_marks_from_the_eval_scorer(task):
     spec = registry.get(task)
-    rows, scorer, info = train.training_rows(spec, train.load_recipe(None, "sft", ["n_train=6"]), None, None)
-    examples = train.expert_examples(spec, rows, scorer)
+    rows, scorer, info = train_data.training_rows(spec, recipes.load_recipe(None, "sft", ["n_train=6"]), None, None)
+    examples = train_data.expert_examples(spec, rows, scorer)
     assert len(examples) == 6 and info["n_rows"] == 6
     for ex, doc in zip(examples, scorer.docs):
         assert ex["prompt"] == scorer.messages(doc) and scorer.score(doc, ex["completion"]) == 1.0
@@ -98,12 +99,12 @@ def test_data_file_rows_matching_an_eval_prompt_are_dropped(tmp_path):
     fresh = instructions.generate(3, seed=777)
     f = tmp_path / "rows.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in [{**ev[0], "key": 999}, *fresh, ev[1]]))
-    rows, scorer, info = train.training_rows(spec, train.load_recipe(None, "rl"), f, None)
+    rows, scorer, info = train_data.training_rows(spec, recipes.load_recipe(None, "rl"), f, None)
     assert rows == fresh and info["n_dropped_eval_overlap"] == 2
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"prompt": ev[2]["prompt"], "response": "x"}) + "\n"
                      + json.dumps({"prompt": "something else", "response": "y"}) + "\n")
-    examples, dropped = train.pair_examples(pairs, train.held_out(spec, None)[1])
+    examples, dropped = train_data.pair_examples(pairs, train_data.held_out(spec, None)[1])
     assert examples == [{"prompt": "something else", "completion": "y"}] and dropped == 1
 
 
@@ -199,7 +200,7 @@ def _check_run(out: Path, method: str, base: Path) -> dict:
     assert rec["versions"]["trl"] and rec["versions"]["lm_eval"] and rec["wall_seconds"] > 0
     assert rec["recipe"]["dtype"] in ("bfloat16", "float32")  # "auto" resolved before training, recorded
     assert rec["machine"]["cpu"].startswith("CPU: ") and rec["machine"]["threads"] >= 1
-    assert train.load_recipe(out / "recipe.yaml", None) == rec["recipe"]  # the copy reruns the same job
+    assert recipes.load_recipe(out / "recipe.yaml", None) == rec["recipe"]  # the copy reruns the same job
     steps = [s for s in read_jsonl(out / "forgetbench_train_log.jsonl") if "loss" in s]
     assert len(steps) == rec["steps"] >= 1 and rec["final_metrics"]["final_loss"] == steps[-1]["loss"]
     return rec

@@ -30,7 +30,7 @@ from forgetbench.tasks.data import docs_items, items_hash, load_docs
 from forgetbench.errors import UserError
 from forgetbench.records import TaskSpec
 from forgetbench.leaderboard.submission import RESULTS_FILE, Problem
-from forgetbench.leaderboard.schema import key_path
+from forgetbench.leaderboard.checker import key_path
 
 from forgetbench.stats import KL_BOOT_SEED, KL_N_BOOT, LEVEL
 

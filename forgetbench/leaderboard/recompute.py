@@ -27,7 +27,7 @@ from forgetbench.tasks.data import gen_key
 from forgetbench.stats.paired import mean_drop, task_delta, with_tests
 from forgetbench.records import Estimate, ItemResult, TaskDelta, TaskRun, TaskSpec
 from forgetbench.leaderboard.submission import FORMAT_VERSION, RESULTS_FILE, Problem
-from forgetbench.leaderboard.schema import key_path
+from forgetbench.leaderboard.checker import key_path
 
 TOL = 1e-9
 _EST = ("base", "tuned", "delta")

@@ -8,104 +8,18 @@ descend only where the format expects structure, so their depth is bounded by th
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
 
+from forgetbench.leaderboard.checker import Checker, key_path, kind_of
 from forgetbench.leaderboard.submission import (
-    DOC_HASH, ENTRY_ID, FORMAT, FORMAT_VERSION, GEN_KEY, HEX64, HUB_ID, MAX_ERRORS_PER_FILE, MAX_ITEMS,
+    DOC_HASH, ENTRY_ID, FORMAT, FORMAT_VERSION, GEN_KEY, HEX64, HUB_ID, MAX_ITEMS,
     MAX_KL_ITEMS, MAX_N_BOOT, MAX_TASKS, METADATA_FILE, READ_FORMAT_VERSIONS, RESULTS_FILE, ROLES,
     SCHEMA_VERSION, SPDX, VERIFIED_FILE, Problem, methods,
 )
 
 VERDICTS = ("dropped", "improved", "gained", "lost", "n.s.")
-
-
-def _kind(v: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "a mapping", type(None): "null"}.get(type(v), type(v).__name__)
-
-
-def key_path(path: str, key: str) -> str:
-    """JSON path of a mapping member: plain names dotted, others quoted (sub["refused,none"])."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{json.dumps(key)}]"
-
-
-class Checker:
-    """Collects Problems for one file; each check returns whether the value passed."""
-
-    def __init__(self, file: str):
-        self.file = file
-        self.errors: list[Problem] = []
-        self._dropped = 0
-
-    def err(self, field: str, problem: str) -> bool:
-        if len(self.errors) < MAX_ERRORS_PER_FILE:
-            self.errors.append(Problem(self.file, field, problem))
-        else:
-            self._dropped += 1
-        return False
-
-    def problems(self) -> list[Problem]:
-        more = [Problem(self.file, "", f"... and {self._dropped} more problem(s)")] if self._dropped else []
-        return self.errors + more
-
-    def mapping(self, v, path, required=(), optional=(), strict=True) -> bool:
-        if not isinstance(v, dict):
-            return self.err(path, f"must be a mapping, got {_kind(v)}")
-        ok = True
-        for k in v:
-            if not isinstance(k, str):
-                ok = self.err(path, f"key {k!r} must be a string")
-            elif strict and k not in required and k not in optional:
-                ok = self.err(key_path(path, k), "unknown field")
-        for k in required:
-            if k not in v:
-                ok = self.err(key_path(path, k), "required field is missing")
-        return ok
-
-    def string(self, v, path, pattern: re.Pattern | None = None, null=False, what="", max_len=100_000) -> bool:
-        if v is None and null:
-            return True
-        if not isinstance(v, str):
-            return self.err(path, f"must be a string{' or null' if null else ''}, got {_kind(v)}")
-        if len(v) > max_len:
-            return self.err(path, f"is {len(v):,} characters, over {max_len:,}")
-        if pattern is not None and not pattern.fullmatch(v):
-            return self.err(path, f"{v[:80]!r} is not {what or 'of the form ' + pattern.pattern}")
-        return True
-
-    def integer(self, v, path, lo: int | None = None, hi: int | None = None) -> bool:
-        if isinstance(v, bool) or not isinstance(v, int):
-            return self.err(path, f"must be an integer, got {_kind(v)}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            return self.err(path, f"{v} is outside [{lo}, {hi if hi is not None else 'inf'}]")
-        return True
-
-    def number(self, v, path) -> bool:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return self.err(path, f"must be a number, got {_kind(v)}")
-        if not math.isfinite(float(v)):
-            return self.err(path, "must be finite")
-        return True
-
-    def boolean(self, v, path) -> bool:
-        return True if isinstance(v, bool) else self.err(path, f"must be true or false, got {_kind(v)}")
-
-    def choice(self, v, path, choices) -> bool:
-        if isinstance(v, str) and v in choices:
-            return True
-        return self.err(path, f"must be one of {', '.join(choices)}, got {str(v)[:60]!r}")
-
-    def items(self, v, path, lo: int, hi: int) -> bool:
-        if not isinstance(v, list):
-            return self.err(path, f"must be a list, got {_kind(v)}")
-        if not lo <= len(v) <= hi:
-            return self.err(path, f"has {len(v):,} entries; allowed {lo:,} to {hi:,}")
-        return True
 
 
 def _placeholders(c: Checker, v, path: str) -> None:
@@ -145,7 +59,7 @@ def check_metadata(md: Any) -> list[Problem]:
     if "hyperparameters" in md and c.mapping(hp, "hyperparameters", strict=False):
         for k, v in hp.items():
             if not isinstance(v, (str, int, float, bool, type(None))):
-                c.err(key_path("hyperparameters", str(k)), f"must be a scalar, got {_kind(v)}")
+                c.err(key_path("hyperparameters", str(k)), f"must be a scalar, got {kind_of(v)}")
             elif isinstance(v, float) and not math.isfinite(v):
                 c.err(key_path("hyperparameters", str(k)), "must be finite")
     if "licence" in md and not str(g("licence")).upper().startswith("TODO"):
@@ -361,7 +275,7 @@ def check_verified(v: Any) -> list[Problem]:
     if v is None:
         return []
     if not isinstance(v, list):
-        c.err("", f"must be a list of {{id, sha256}}, got {_kind(v)}")
+        c.err("", f"must be a list of {{id, sha256}}, got {kind_of(v)}")
         return c.problems()
     for i, e in enumerate(v):
         if c.mapping(e, f"[{i}]", ("id", "sha256"), ("note",)):

@@ -16,6 +16,7 @@ from pathlib import Path
 from forgetbench.argtypes import COUNT, SEED, fraction, positive
 from forgetbench.errors import UserError
 from forgetbench.paths import DB_ENV, DB_FILE, default_db
+from forgetbench.records import EvalSettings
 from forgetbench.runtime.hardware import DTYPES
 
 _ENV_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENAMETOOLONG)
@@ -59,7 +60,7 @@ def _add_eval(sub) -> None:
                    help=f"DuckDB store (default {DB_FILE} or ${DB_ENV})")
     from forgetbench.eval.backends import BACKENDS
 
-    p.add_argument("--backend", choices=tuple(BACKENDS), default="hf")  # the registry (forgetbench/eval/backends.py)
+    p.add_argument("--backend", choices=tuple(BACKENDS), default=EvalSettings.backend)  # the registry (eval/backends.py)
     p.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="auto (default): bfloat16 where the hardware computes it natively, else float32 on CPU "
                         "(float16 on GPUs without bfloat16); `forgetbench info` says what auto picks here")
@@ -84,7 +85,6 @@ def _add_eval(sub) -> None:
 
 def cmd_eval(args) -> int:
     from forgetbench.eval.run import EvalRequest, evaluate_pair
-    from forgetbench.records import EvalSettings
     from forgetbench.eval.report import render_table, to_json
 
     if args.limit is not None and args.limit < 1:

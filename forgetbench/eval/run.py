@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from forgetbench.tasks import data, registry
-from forgetbench.tasks.data import gen_key
 from forgetbench.eval import lmeval
 from forgetbench.errors import UserError
 from forgetbench.paths import default_db
@@ -105,7 +104,7 @@ def ensure_runs(store: Store, model: ModelRef, label: str, specs, docs: dict[str
     ids, todo = {}, []
     for spec in specs:
         gen = lmeval.generation_settings(spec, settings, chat)
-        rid = run_id(model.content_hash, spec.name, spec.version, docs[spec.name].data_hash, gen_key(gen))
+        rid = run_id(model.content_hash, spec.name, spec.version, docs[spec.name].data_hash, data.gen_key(gen))
         ids[spec.name] = rid
         if store.has_run(rid):
             _say(f"[{label}] {spec.name}: cached ({len(docs[spec.name].rows)} items)")

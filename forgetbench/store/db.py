@@ -17,7 +17,7 @@ import duckdb
 from forgetbench.errors import UserError
 from forgetbench.runtime import dbfile
 from forgetbench.store.queries import StoreReads
-from forgetbench.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, expected_columns
+from forgetbench.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, expected_columns, table_columns
 from forgetbench.store.writes import StoreWrites
 
 _SCANNED: set[tuple] = set()  # (path, inode, size, mtime) of store files this process has read in full
@@ -95,10 +95,7 @@ class Store(StoreReads, StoreWrites):
                             + ("; it was written by a newer forgetbench: upgrade forgetbench" if newer else "")
                             + " (the file was not changed)")
         want = expected_columns()
-        got: dict[str, list] = {}
-        for t, c, ty in con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns"
-                                    " ORDER BY table_name, ordinal_position").fetchall():
-            got.setdefault(t, []).append((c, ty))
+        got = table_columns(con)
         for t in sorted(set(got) & set(want)):
             if self._old is not None and got[t] == want[t][:len(got[t])]:
                 continue  # the migration adds the missing columns

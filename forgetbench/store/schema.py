@@ -73,13 +73,18 @@ def expected_columns() -> dict[str, list]:
     con = dbfile.connect(":memory:")
     try:
         con.execute(SCHEMA)
-        out: dict[str, list] = {}
-        for t, c, ty in con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns"
-                                    " ORDER BY table_name, ordinal_position").fetchall():
-            out.setdefault(t, []).append((c, ty))
-        return out
+        return table_columns(con)
     finally:
         con.close()
+
+
+def table_columns(con) -> dict[str, list]:
+    """(column, type) per table of an open store connection, in column order."""
+    out: dict[str, list] = {}
+    for t, c, ty in con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns"
+                                " ORDER BY table_name, ordinal_position").fetchall():
+        out.setdefault(t, []).append((c, ty))
+    return out
 
 
 RESULT_TABLES = ("models", "runs", "items", "pairs", "pair_tasks", "kl_samples", "kl_items", "pair_kl")

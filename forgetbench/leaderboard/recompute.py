@@ -1,6 +1,6 @@
 """Recompute every number of a results.json from its own per-item rows and compare (tolerance 1e-9).
 
-Task aggregates go through forgetbench.stats.paired (task_delta, with_tests, mean_drop): closed-form
+Task aggregates go through forgetbench.stats.paired (columns_delta, with_tests, mean_drop): closed-form
 intervals (forgetbench.stats), so an honest export reproduces them bit for bit, methods and p-values
 included. KL estimates go through forgetbench.kl.estimate.summarize. The TaskSpec is the registry's, with the
 entry's primary metric and the extra metrics its `sub` names, so an entry is checked against what it
@@ -24,8 +24,8 @@ import numpy as np
 from forgetbench import stats
 from forgetbench.errors import UserError
 from forgetbench.tasks.data import gen_key
-from forgetbench.stats.paired import mean_drop, task_delta, with_tests
-from forgetbench.records import Estimate, ItemResult, TaskDelta, TaskRun, TaskSpec
+from forgetbench.stats.paired import Columns, columns_delta, mean_drop, with_tests
+from forgetbench.records import Estimate, TaskDelta, TaskSpec
 from forgetbench.leaderboard.submission import FORMAT_VERSION, RESULTS_FILE, Problem
 from forgetbench.leaderboard.checker import key_path
 
@@ -57,13 +57,14 @@ def _spec(t: dict, spec: TaskSpec) -> TaskSpec:
     return replace(spec, primary_metric=t["primary_metric"], extra_metrics=extras)
 
 
-def _run(t: dict, side: str) -> TaskRun:
-    items = tuple(
-        ItemResult(doc_id=i["doc_id"], doc_hash=i["doc_hash"], prompt="", response="", score=float(i[side]["score"]),
-                   metrics=i[side]["metrics"], cluster=i["cluster"], stratum=i["stratum"])
-        for i in t["items"]
-    )
-    return TaskRun(side, t["task"], t["version"], t["data_hash"], t["gen_key"], {}, items, {})
+def _columns(t: dict) -> Columns:
+    """The entry's items as the paired columns task_delta would build (each item holds both sides; pairs
+    in doc_id order, which _items_ok found unique), without an ItemResult per side."""
+    items = sorted(t["items"], key=lambda i: i["doc_id"])
+    b, tu = [i["base"] for i in items], [i["tuned"] for i in items]
+    return Columns([i["doc_hash"] for i in items], [float(x["score"]) for x in b], [float(x["score"]) for x in tu],
+                   [x["metrics"] for x in b], [x["metrics"] for x in tu], [i["cluster"] for i in items],
+                   [i["stratum"] for i in items])
 
 
 def _mismatch(out: list[Problem], path: str, got, want) -> None:
@@ -142,7 +143,7 @@ def recompute(res: dict, tasks: dict[str, TaskSpec]) -> tuple[list[Problem], lis
             continue  # an unknown task is validate's error; bad items were reported
         try:
             with np.errstate(all="ignore"):
-                deltas.append(task_delta(_spec(t, spec), t["role"], _run(t, "base"), _run(t, "tuned")))
+                deltas.append(columns_delta(_spec(t, spec), t["role"], _columns(t)))
         except (UserError, ValueError, ZeroDivisionError, FloatingPointError) as e:
             out.append(Problem(RESULTS_FILE, f"{p}.items", f"cannot recompute the aggregate: {e}"))
     return out, (with_tests(deltas) if len(deltas) == len(res["tasks"]) else None)

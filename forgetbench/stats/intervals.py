@@ -18,8 +18,9 @@ import numpy as np
 from forgetbench.stats.dist import t_quantile, z_quantile
 
 _EPS = 1e-9  # how far from a whole number a weighted count may be and still count as one
-_ROOT_TOL = 1e-13
-_ZERO_SE = 1e-12  # a standard error this small relative to the scores' size is rounding: treated as zero  # the score-interval limits are solved to this absolute precision
+_ROOT_TOL = 1e-13  # the score-interval limits are solved to this absolute precision
+_SMALL, _BINARY = 256, frozenset((0.0, 1.0))  # _is01's switch to numpy; the 0/1 values
+_ZERO_SE = 1e-12  # a standard error this small relative to the scores' size is rounding: treated as zero
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,9 @@ def _whole(x: np.ndarray) -> bool:
 
 
 def _is01(x: np.ndarray) -> bool:
-    return bool(np.all((x == 0) | (x == 1)))
+    if x.size <= _SMALL:  # a set of Python floats: ~6x faster than three ufuncs on a short array
+        return set(x.tolist()) <= _BINARY
+    return bool(np.count_nonzero((x == 0) | (x == 1)) == x.size)
 
 
 @dataclass(frozen=True)
@@ -261,13 +264,21 @@ def _mean_one(x: np.ndarray, w: np.ndarray | None, unit: np.ndarray | None, leve
 # ---- public entry points ------------------------------------------------------------------------------
 
 
-def _prepare(arrays, clusters, strata, weights):
+def _scores(arrays) -> list[np.ndarray]:
     xs = [np.asarray(a, float).reshape(-1) for a in arrays]
     n = len(xs[0])
     if n == 0 or any(len(x) != n for x in xs):
         raise ValueError("scores must be non-empty and of equal length")
-    if not all(np.isfinite(x).all() for x in xs):
+    # A finite sum means finite elements (an inf or nan anywhere makes the sum inf or nan); only a sum
+    # that overflowed needs the element-wise look.
+    if not all(math.isfinite(x.sum()) or np.isfinite(x).all() for x in xs):
         raise ValueError("scores must be finite")
+    return xs
+
+
+def _prepare(arrays, clusters, strata, weights):
+    xs = _scores(arrays)
+    n = len(xs[0])
     w = None
     if weights is not None:
         w = np.asarray(weights, float).reshape(-1)
@@ -308,6 +319,8 @@ def _combine(parts: list[Interval]) -> Interval:
 def paired_by_stratum(base, tuned, *, clusters: Sequence[Any] | None = None, strata: Sequence[Any] | None = None,
                       weights=None, level: float = 0.95) -> tuple[Interval, dict[str, Interval]]:
     """paired_interval plus each stratum's own interval (empty without strata)."""
+    if clusters is None and strata is None and weights is None:  # the common case, without index copies:
+        return _paired_one(*_scores((base, tuned)), None, None, level), {}  # a leaderboard build makes ~10^5
     (b, t), groups, w, unit = _prepare((base, tuned), clusters, strata, weights)
     parts = {}
     for idx, name in groups:
@@ -319,6 +332,8 @@ def paired_by_stratum(base, tuned, *, clusters: Sequence[Any] | None = None, str
 def mean_by_stratum(x, *, clusters: Sequence[Any] | None = None, strata: Sequence[Any] | None = None,
                     weights=None, level: float = 0.95) -> tuple[Interval, dict[str, Interval]]:
     """mean_interval plus each stratum's own interval (empty without strata)."""
+    if clusters is None and strata is None and weights is None:
+        return _mean_one(_scores((x,))[0], None, None, level), {}
     (xs,), groups, w, unit = _prepare((x,), clusters, strata, weights)
     parts = {}
     for idx, name in groups:

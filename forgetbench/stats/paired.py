@@ -28,7 +28,7 @@ Conventions (the report's numbers mean exactly this):
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -67,37 +67,59 @@ def _pair_items(spec: TaskSpec, base: TaskRun, tuned: TaskRun) -> list[tuple[Ite
     return sorted(pairs, key=lambda p: p[0].doc_id)
 
 
-def _resolve(key: str, item: ItemResult) -> str | None:
-    """lm-eval per-sample key for `key`: exact, "key,none", or the only "key,<filter>"."""
+def _resolve(key: str, metrics: dict) -> str | None:
+    """lm-eval per-sample key for `key` in an item's metrics: exact, "key,none", or the only "key,<filter>"."""
     for k in (key, f"{key},none"):
-        if k in item.metrics:
+        if k in metrics:
             return k
-    hits = [k for k in item.metrics if k.split(",")[0] == key and not k.endswith("__n")]
+    hits = [k for k in metrics if k.split(",")[0] == key and not k.endswith("__n")]
     return hits[0] if len(hits) == 1 else None
 
 
-def _values(spec: TaskSpec, pairs, key: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+@dataclass(frozen=True)
+class Columns:
+    """A task's paired items as columns, one position per pair (base and tuned scored the same row): what
+    the statistics read. task_delta builds it from two TaskRuns; the leaderboard's validator builds it
+    straight from an entry's items (each already holds both sides) without making ItemResults."""
+
+    hashes: Sequence[str]  # doc_hash per pair (error messages)
+    base_scores: Sequence[float]
+    tuned_scores: Sequence[float]
+    base_metrics: Sequence[dict]
+    tuned_metrics: Sequence[dict]
+    clusters: Sequence[str | None]
+    strata: Sequence[str | None]
+
+
+def columns(pairs: Sequence[tuple[ItemResult, ItemResult]]) -> Columns:
+    return Columns([b.doc_hash for b, _ in pairs], [b.score for b, _ in pairs], [t.score for _, t in pairs],
+                   [b.metrics for b, _ in pairs], [t.metrics for _, t in pairs], [b.cluster for b, _ in pairs],
+                   [b.stratum for b, _ in pairs])
+
+
+def _values(spec: TaskSpec, cols: Columns, key: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Base/tuned per-item values (the primary score when key is None) and optional weights."""
-    def get(item: ItemResult, k: str) -> float:
-        if k not in item.metrics:
-            raise UserError(f"task {spec.name}: item {item.doc_hash[:12]} lacks metric {k!r}")
-        return float(item.metrics[k])
+    def get(metrics: Sequence[dict], k: str) -> np.ndarray:
+        try:
+            return np.array([float(m[k]) for m in metrics])
+        except KeyError:
+            j = next(j for j, m in enumerate(metrics) if k not in m)
+            raise UserError(f"task {spec.name}: item {cols.hashes[j][:12]} lacks metric {k!r}") from None
 
     if key is None:
-        xb = np.array([b.score for b, _ in pairs], float)
-        xt = np.array([t.score for _, t in pairs], float)
+        xb = np.array(cols.base_scores, float)
+        xt = np.array(cols.tuned_scores, float)
     else:
-        xb = np.array([get(b, key) for b, _ in pairs])
-        xt = np.array([get(t, key) for _, t in pairs])
+        xb, xt = get(cols.base_metrics, key), get(cols.tuned_metrics, key)
     if not (np.isfinite(xb).all() and np.isfinite(xt).all()):
         raise UserError(f"task {spec.name}: non-finite scores for {key or 'the primary metric'}")
     wkey = None if key is None else f"{key}__n"
     if key is None:
-        k = _resolve(spec.primary_metric, pairs[0][0])
+        k = _resolve(spec.primary_metric, cols.base_metrics[0])
         wkey = f"{k}__n" if k else None
     w = None
-    if wkey and wkey in pairs[0][0].metrics:
-        w = np.array([get(b, wkey) for b, _ in pairs])
+    if wkey and wkey in cols.base_metrics[0]:
+        w = get(cols.base_metrics, wkey)
         if (w < 0).any() or w.sum() <= 0:
             raise UserError(f"task {spec.name}: bad instruction counts in {wkey!r}")
     return xb, xt, w
@@ -126,13 +148,16 @@ def _delta(spec, role, metric, xb, xt, w, clusters, strata, sign) -> TaskDelta:
 
 def task_delta(spec: TaskSpec, role: str, base: TaskRun, tuned: TaskRun) -> TaskDelta:
     """The paired comparison of one task: primary metric, each stratum and each extra metric."""
-    if role not in ("target", "probe"):
-        raise ValueError(f"role must be target or probe, not {role!r}")
     if base.task != tuned.task:
         raise UserError(f"mismatched inputs: pairing runs of {base.task!r} and {tuned.task!r}")
-    pairs = _pair_items(spec, base, tuned)
-    clusters = [b.cluster for b, _ in pairs]
-    strata = [b.stratum for b, _ in pairs]
+    return columns_delta(spec, role, columns(_pair_items(spec, base, tuned)))
+
+
+def columns_delta(spec: TaskSpec, role: str, cols: Columns) -> TaskDelta:
+    """task_delta of paired columns (at least one pair)."""
+    if role not in ("target", "probe"):
+        raise ValueError(f"role must be target or probe, not {role!r}")
+    clusters, strata = list(cols.clusters), list(cols.strata)
     for label, vals in (("cluster", clusters), ("stratum", strata)):
         if len({v is None for v in vals}) > 1:
             raise UserError(f"task {spec.name}: some items have a {label} and some do not")
@@ -140,7 +165,7 @@ def task_delta(spec: TaskSpec, role: str, base: TaskRun, tuned: TaskRun) -> Task
     strata = None if strata[0] is None else np.asarray(strata, str)
     # +1: positive delta = tuned better for a target / tuned worse for a probe (on the raw scale).
     sign = 1.0 if (role == "target") == spec.higher_is_better else -1.0
-    xb, xt, w = _values(spec, pairs, None)
+    xb, xt, w = _values(spec, cols, None)
     sub: dict[str, TaskDelta] = {}
     if strata is not None:
         for name in sorted(set(strata)):
@@ -149,10 +174,10 @@ def task_delta(spec: TaskSpec, role: str, base: TaskRun, tuned: TaskRun) -> Task
                 spec, role, spec.primary_metric, xb[sel], xt[sel], None if w is None else w[sel],
                 None if clusters is None else clusters[sel], None, sign)
     for extra in spec.extra_metrics:
-        key = _resolve(extra, pairs[0][0])
+        key = _resolve(extra, cols.base_metrics[0])
         if key is None:
             continue  # this backend/task version did not produce it; the table just omits the row
-        exb, ext, ew = _values(spec, pairs, key)
+        exb, ext, ew = _values(spec, cols, key)
         sub[extra] = _delta(spec, role, key, exb, ext, ew, clusters, strata, sign)
     td = _delta(spec, role, spec.primary_metric, xb, xt, w, clusters, strata, sign)
     return replace(td, sub=sub)

@@ -2,7 +2,8 @@
 
 The bundled SmolLM2-135M-Instruct is trained on the lite_ifeval target by SFT (recipes/demo/sft.yaml, 1, 2
 and 4 steps), on-policy SFT (recipes/cpu/onpolicy-sft.yaml, 1, 2 and 3 sampling rounds), GRPO
-(recipes/cpu/rl.yaml, 8 completions per prompt, 5 and 10 steps) and self-SFT (recipes/cpu/self-sft.yaml);
+(recipes/cpu/rl.yaml, 8 completions per prompt, 5 and 10 steps) and self-SFT (recipes/cpu/self-sft.yaml,
+3 steps, and its kept samples for 4 epochs);
 each checkpoint is evaluated against the base on the demo suite (lite_ifeval target; lite_arith, lite_mc,
 lite_refusal probes) with the forward KL(base || tuned) on lite_ifeval prompts. Printed and written to
 OUT/reproduce.md (and --results): one row per run (gain, mean drop, KL with 95% intervals; train and eval
@@ -10,7 +11,7 @@ seconds); for every (SFT, on-policy) pair whose gain intervals overlap, their fo
 (both were scored on the same probe items: a paired interval per probe, MOVER mean over the probes, as a
 pair's mean drop is combined); a verdict line; the forgetting-vs-KL fit; CPU, dtype, torch, git commit.
 
-Cost: ~80-90 min for all runs on a 2-core AVX2-only AMD EPYC in float32 (estimates at RUNS). Resumable:
+Cost: ~90 min for all runs on a 2-core AVX2-only AMD EPYC in float32 (measured, see RUNS). Resumable:
 a finished checkpoint in OUT/runs/<run>/ (also one put there by `forgetbench train --recipe ... --out
 OUT/runs/<run>` with the same settings) is not retrained, one of another recipe is refused (exit 2), and
 stored evaluations (the base once, then per model and task) are reused. The first evaluated run's eval
@@ -22,6 +23,7 @@ independent tests; 96 pinned rows per probe (eval's seeded stratified --limit su
 prompts x 2 base samples; `forgetbench law` fits every pair in OUT's store, also runs not selected now.
 
 Usage: python benchmarks/reproduce.py [--out DIR] [--runs sft-1,rl-5,...] [--dtype auto] [--results [PATH]]
+                                     [--export SUBMISSIONS]  (each pair as a reference entry, labelled by budget)
 """
 
 from __future__ import annotations
@@ -34,26 +36,25 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))  # reproduce_report.py beside this file
 
-from forgetbench import stats  # noqa: E402
 from forgetbench.demo import BASE, DEMO_SUITE  # noqa: E402
 from forgetbench.errors import UserError  # noqa: E402
 from forgetbench.paths import TRAIN_RECORD  # noqa: E402
-from forgetbench.records import Estimate, EvalSettings, TaskRun, TaskSpec  # noqa: E402
-from forgetbench.stats.fit import line_fit  # noqa: E402
-from forgetbench.stats.paired import interval_of, task_delta  # noqa: E402
+from forgetbench.records import Estimate, EvalSettings, TaskRun  # noqa: E402
+from reproduce_report import (  # noqa: E402,F401 (the report's names are this script's API for the tests)
+    ONPOLICY, Matched, fit_line, fmt, forgets_less, matched_line, matched_pairs, overlap, table, verdict)
 
 # name -> (method, recipe file under recipes/, overrides). Cheapest first, so an interrupted run already
-# has SFT and on-policy points. Assumed cost per run on a 2-core AVX2-only AMD EPYC in float32 (training +
-# evaluation): SFT ~0.5 / 0.7 / 1.2 min training (the demo's 2 steps took 39 s); on-policy SFT ~2 min per
-# round (96 samples of up to 96 tokens, then 2-3 steps); self-SFT ~3 min; GRPO ~1.2 min per step (10 steps
-# measured 12 min); evaluation ~3-4 min per tuned model (4 tasks, <= 96 rows each, plus 32 KL sequences)
-# and ~4 min once for the base. All nine runs: ~80-90 min.
+# has SFT and on-policy points. Measured on a 2-core AVX2-only AMD EPYC in float32 (2026-11-30), training:
+# SFT 29 / 33 / 61 s; on-policy SFT 162 / 299 / 517 s (1 / 2 / 3 rounds of 96 samples); self-SFT 169 s;
+# GRPO 344 / 808 s (5 / 10 steps); evaluation 246-283 s per tuned model, plus ~240 s once for the base.
+# The nine runs before self-sft-4e: 84 min (64.7 in one go, the two GRPO checkpoints trained beforehand).
 RUNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # n_train 32 = 4 batches of 8: max_steps binds at every budget; only the steps differ between them
     "sft-1": ("sft", "demo/sft.yaml", ("n_train=32", "max_steps=1")),
@@ -62,12 +63,13 @@ RUNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # epochs = sampling rounds; no step cap: the steps follow from how many samples pass the scorer
     "onpolicy-sft-1r": ("onpolicy-sft", "cpu/onpolicy-sft.yaml", ("epochs=1", "max_steps=null")),
     "self-sft": ("self-sft", "cpu/self-sft.yaml", ()),
+    # self-SFT as shipped (3 steps) gained +10.4 [-0.5, +23.1]: the same kept samples for 4 epochs
+    "self-sft-4e": ("self-sft", "cpu/self-sft.yaml", ("epochs=4", "max_steps=null")),
     "onpolicy-sft-2r": ("onpolicy-sft", "cpu/onpolicy-sft.yaml", ("epochs=2", "max_steps=null")),
     "rl-5": ("rl", "cpu/rl.yaml", ("max_steps=5",)),
     "onpolicy-sft-3r": ("onpolicy-sft", "cpu/onpolicy-sft.yaml", ("epochs=3", "max_steps=null")),
     "rl-10": ("rl", "cpu/rl.yaml", ("max_steps=10",)),
 }
-ONPOLICY = ("onpolicy-sft", "rl", "self-sft")  # compared against "sft" at matched gain
 LIMIT = 96  # rows per task (the 48-row target stays whole); evaluation settings below as measured above
 KL_PROMPTS, KL_SAMPLES, BATCH_SIZE = 16, 2, 64
 
@@ -94,13 +96,8 @@ class Result:
     train_cached: bool
     eval_cached: bool
     dtype: str = "float32"  # trained and evaluated in
-
-
-@dataclass(frozen=True)
-class Matched:
-    sft: Result
-    onpolicy: Result
-    less: Estimate  # SFT's drop - the on-policy run's drop, paired on the probe items
+    pair_id: str = ""  # the stored pair (for --export)
+    record: dict = field(default_factory=dict, repr=False, compare=False)  # forgetbench_train.json
 
 
 def plan(names: list[str], dtype: str = "auto") -> list[Planned]:
@@ -121,70 +118,8 @@ def plan(names: list[str], dtype: str = "auto") -> list[Planned]:
     return out
 
 
-def fmt(e: Estimate | None, scale: float = 100.0, f: str = "+.1f") -> str:
-    return "-" if e is None else f"{scale * e.value:{f}} [{scale * e.lo:{f}}, {scale * e.hi:{f}}]"
-
-
-def overlap(a: Estimate, b: Estimate) -> bool:
-    return a.lo <= b.hi and b.lo <= a.hi
-
-
-def forgets_less(specs: dict[str, TaskSpec], sft: dict[str, TaskRun], onpolicy: dict[str, TaskRun]) -> Estimate:
-    """How much less the on-policy model forgets than the SFT model: per probe, the paired interval of
-    (on-policy score - SFT score) on the items both were scored on (= SFT's drop - the on-policy drop,
-    sign-flipped where lower is better), combined over probes by the MOVER mean as a pair's mean drop is.
-    task_delta with role "target" computes exactly that paired delta (base = SFT, tuned = on-policy),
-    with the task's own clusters, strata and weights."""
-    if set(sft) != set(onpolicy) or not sft:
-        raise ValueError(f"probe sets differ: {sorted(sft)} vs {sorted(onpolicy)}")
-    deltas = [task_delta(specs[t], "target", sft[t], onpolicy[t]).delta for t in sorted(sft)]
-    iv = stats.mean_of([interval_of(d) for d in deltas])
-    return Estimate(float(iv.value), float(iv.lo), float(iv.hi), iv.method)
-
-
-def matched_pairs(results: list[Result], specs: dict[str, TaskSpec]) -> list[Matched]:
-    """Every (SFT run, on-policy run) whose gain intervals overlap, with the direct forgetting difference."""
-    return [Matched(s, o, forgets_less(specs, s.probe_runs, o.probe_runs))
-            for s in results if s.method == "sft"
-            for o in results if o.method in ONPOLICY and overlap(s.gain, o.gain)]
-
-
-def matched_line(m: Matched) -> str:
-    side = "excludes 0" if m.less.lo > 0 or m.less.hi < 0 else "includes 0"
-    return (f"{m.sft.name} (gain {fmt(m.sft.gain)}) vs {m.onpolicy.name} (gain {fmt(m.onpolicy.gain)}): mean drop "
-            f"{fmt(m.sft.drop)} vs {fmt(m.onpolicy.drop)}; on-policy forgets {fmt(m.less)} points less (interval {side})")
-
-
-def verdict(matched: list[Matched]) -> str:
-    if not matched:
-        return "verdict: no SFT and on-policy runs with overlapping gain intervals: no matched-gain comparison"
-    less = sum(m.less.lo > 0 for m in matched)
-    more = sum(m.less.hi < 0 for m in matched)
-    return (f"verdict: {len(matched)} matched pairs; the on-policy run forgets less (interval excluding 0) in {less}, "
-            f"more in {more}, inconclusive in {len(matched) - less - more} (pairs share runs: not independent tests)")
-
-
-def fit_line(results: list[Result]) -> str:
-    pts = [(r.kl.value, 100 * r.drop.value) for r in results if r.kl is not None and r.drop is not None]
-    f = line_fit([x for x, _ in pts], [y for _, y in pts])
-    if f is None:
-        return f"line fit of mean drop on forward KL: not enough runs with distinct KL ({len(pts)})"
-    r2 = "n/a" if f.r2 is None else f"{f.r2:.3f}"
-    return (f"line fit over these {f.n} runs: mean drop (points) = {f.slope:+.3g} x KL (nats/seq) "
-            f"{f.intercept:+.2f}; R² {r2}")
-
-
-def table(results: list[Result]) -> str:
-    head = f"{'run':<17}{'method':<14}{'budget':<18}{'gain (pts)':<22}{'mean drop (pts)':<22}{'KL nats/seq':<22}"
-    lines = [head + "train s  eval s", "-" * (len(head) + 15)]
-    for r in results:
-        lines.append(f"{r.name:<17}{r.method:<14}{r.budget:<18}{fmt(r.gain):<22}{fmt(r.drop):<22}"
-                     f"{fmt(r.kl, 1.0, '.3g'):<22}{r.train_s:<9.0f}{r.eval_s:.0f}")
-    return "\n".join(lines)
-
-
 def budget(record: dict) -> str:
-    rounds = len(record.get("data", {}).get("rounds") or [])
+    rounds = sum("sampled" in r for r in record.get("data", {}).get("rounds") or [])  # SFT logs one round, unsampled
     return f"{rounds} rounds/{record['steps']} steps" if rounds else f"{record['steps']} steps"
 
 
@@ -245,7 +180,36 @@ def run_one(p: Planned, out: Path, db: Path) -> Result:
     kl = report.kl["fwd_seq"] if report.kl else None
     return Result(p.name, p.method, budget(record), next(d.delta for d in report.deltas if d.role == "target"),
                   report.mean_drop, Estimate(kl["value"], kl["lo"], kl["hi"]) if kl else None, probe_runs(db, report),
-                  float(record["wall_seconds"]), eval_s, train_cached, eval_cached, record["recipe"]["dtype"])
+                  float(record["wall_seconds"]), eval_s, train_cached, eval_cached, record["recipe"]["dtype"],
+                  report.pair_id or "", record)
+
+
+def export(results: list[Result], db: Path, subs: Path) -> list[str]:
+    """Each run's pair as a reference entry SUBS/reference-smollm2-135m-lite-ifeval-repro-<run>, labelled by
+    its budget; returns the lines for SUBS/reference.yaml, which only maintainers edit (submissions/README.md,
+    "Trust"), so they are printed, not written."""
+    import hashlib
+
+    from forgetbench.demo import LICENCE
+    from forgetbench.leaderboard.export import export_entry
+    from forgetbench.leaderboard.submission import RESULTS_FILE
+
+    lines = []
+    for r in results:
+        entry = subs / f"reference-smollm2-135m-lite-ifeval-repro-{r.name}"
+        _, file, overrides = RUNS[r.name]
+        cpu = r.record.get("machine", {}).get("cpu", "a CPU")
+        export_entry(db, entry, pair_id=r.pair_id, metadata={
+            "title": f"SmolLM2-135M-Instruct, {r.method} on lite_ifeval, {r.budget} (forgetbench reproduction, CPU)",
+            "contact": "forgetbench maintainers (GitHub issues)", "licence": LICENCE, "reference": True,
+            "notes": (f"Reference entry written by benchmarks/reproduce.py --export: recipes/{file} "
+                      f"{' '.join(overrides) or '(as shipped)'} ({r.budget}) on the bundled SmolLM2-135M-Instruct, "
+                      f"trained and evaluated in {r.dtype} on {cpu}; lite_ifeval target (48 rows), lite_arith, lite_mc "
+                      f"and lite_refusal probes ({LIMIT} pinned rows each); one seed. One point of the matched-gain "
+                      "comparison in benchmarks/results/ (the run name is the budget).")})
+        sha = hashlib.sha256((entry / RESULTS_FILE).read_bytes()).hexdigest()
+        lines += [f"- id: {entry.name}", f"  sha256: {sha}"]
+    return lines
 
 
 def law_text(db: Path, out: Path) -> str:
@@ -286,6 +250,8 @@ def parse_args(argv: list[str] | None):
     ap.add_argument("--results", type=Path, nargs="?", const=REPO / "benchmarks" / "results" /
                     f"reproduce-{datetime.date.today().isoformat()}.md",
                     help="also write the results file here (no PATH: benchmarks/results/reproduce-<today>.md)")
+    ap.add_argument("--export", type=Path, metavar="SUBMISSIONS",
+                    help="also export every run's pair as a reference entry into this submissions folder")
     return ap.parse_args(argv)
 
 
@@ -335,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text("\n".join(md))
         print(f"[reproduce] results written to {args.results}", file=sys.stderr)
+    if args.export:
+        lines = export(results, db, args.export)
+        print(f"[reproduce] {len(results)} entries exported to {args.export}; a maintainer lists them in "
+              f"{args.export / 'reference.yaml'}:\n" + "\n".join(lines), file=sys.stderr)
     return 0
 
 

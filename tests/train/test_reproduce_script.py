@@ -227,3 +227,19 @@ def test_probe_items_come_from_the_store_and_compare_two_tuned_models(tmp_path: 
     assert runs_onp["gsm8k"].model_hash == onp.tuned.content_hash != sft.tuned.content_hash
     less = repro.forgets_less({"gsm8k": registry.get("gsm8k")}, runs_sft, runs_onp)
     assert less.value == pytest.approx(sft.mean_drop.value - onp.mean_drop.value) == pytest.approx(2 / 3)
+    # --export: each run's pair becomes a reference entry labelled by its budget; the maintainers' list
+    # lines name it with the sha256 of the results.json written
+    import hashlib
+
+    import yaml
+
+    runs = [repro.Result(n, m, b, sft.deltas[0].delta, sft.mean_drop, None, {}, 1.0, 0.0, False, False, "float32",
+                         r.pair_id, {"machine": {"cpu": "CPU: test"}})
+            for n, m, b, r in (("sft-2", "sft", "2 steps", sft), ("rl-10", "rl", "10 steps", onp))]
+    lines = repro.export(runs, db, tmp_path / "subs")
+    entry = tmp_path / "subs" / "reference-smollm2-135m-lite-ifeval-repro-rl-10"
+    meta = yaml.safe_load((entry / "metadata.yaml").read_text())
+    assert meta["reference"] is True and "10 steps" in meta["title"] and "CPU: test" in meta["notes"]
+    assert meta["tuned"]["content_hash"] == onp.tuned.content_hash
+    assert lines[2:] == [f"- id: {entry.name}",
+                         f"  sha256: {hashlib.sha256((entry / 'results.json').read_bytes()).hexdigest()}"]

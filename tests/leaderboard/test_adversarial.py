@@ -21,7 +21,9 @@ from support import REPO, load_benchmark
 
 SHIPPED = REPO / "submissions"
 REFS = sorted(p.name for p in SHIPPED.glob("reference-*") if p.is_dir())
-SFT = next(r for r in REFS if r.endswith("-sft") and "onpolicy" not in r)
+# The demo's SFT entry (16 pinned rows per task; the tests below count on that), not one of the
+# reproduction's (benchmarks/reproduce.py --export: 96 rows, "-repro-" in the name).
+SFT = "reference-smollm2-135m-lite-ifeval-sft"
 fuzz = load_benchmark("fuzz_dishonest")
 reseal = fuzz.reseal  # recompute every aggregate from the (edited) items, as an honest export would
 
@@ -126,7 +128,7 @@ def test_canonical_base_is_the_first_verified_entry(root):
     assert f"canonical entry {SFT!r}" in errors_at(got["other-base-run"], f"tasks[{i}].items")[0]
     assert "on 5 of 16 items" in errors_at(got["other-base-run"], f"tasks[{i}].items")[0]
     assert got[SFT].badges == ("verified", "reference")
-    assert all(got[n].status == OK for n in REFS)  # the three demo pairs share one base run
+    assert all(got[n].status == OK for n in REFS)  # one base model: where two ran the same rows, the same base scores
 
 
 def test_self_declared_reference_on_a_new_base_gets_no_badge(root):

@@ -65,6 +65,8 @@ RUNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "self-sft": ("self-sft", "cpu/self-sft.yaml", ()),
     # self-SFT as shipped (3 steps) gained +10.4 [-0.5, +23.1]: the same kept samples for 4 epochs
     "self-sft-4e": ("self-sft", "cpu/self-sft.yaml", ("epochs=4", "max_steps=null")),
+    # ... and twice the prompts at 8 samples each (more kept samples, not more passes over the same 11)
+    "self-sft-48x8": ("self-sft", "cpu/self-sft.yaml", ("n_train=48", "samples_per_prompt=8", "max_steps=null")),
     "onpolicy-sft-2r": ("onpolicy-sft", "cpu/onpolicy-sft.yaml", ("epochs=2", "max_steps=null")),
     "rl-5": ("rl", "cpu/rl.yaml", ("max_steps=5",)),
     "onpolicy-sft-3r": ("onpolicy-sft", "cpu/onpolicy-sft.yaml", ("epochs=3", "max_steps=null")),

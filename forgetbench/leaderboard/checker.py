@@ -18,7 +18,7 @@ def kind_of(v: Any) -> str:
 
 def key_path(path: str, key: str) -> str:
     """JSON path of a mapping member: plain names dotted, others quoted (sub["refused,none"])."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+    if key.isascii() and key.isidentifier():  # == [A-Za-z_][A-Za-z0-9_]*, without a regex call
         return f"{path}.{key}" if path else key
     return f"{path}[{json.dumps(key)}]"
 

@@ -30,6 +30,7 @@ from forgetbench.leaderboard.submission import FORMAT_VERSION, RESULTS_FILE, Pro
 from forgetbench.leaderboard.checker import key_path
 
 TOL = 1e-9
+_ABSENT = object()  # a metric missing from an item (never equal to a score)
 _EST = ("base", "tuned", "delta")
 
 
@@ -54,6 +55,8 @@ def aggregate_json(d: TaskDelta, is_sub: bool = False) -> dict:
 def _spec(t: dict, spec: TaskSpec) -> TaskSpec:
     labels = {f"{spec.strata_key or 'stratum'}={i['stratum']}" for i in t["items"] if i["stratum"] is not None}
     extras = tuple(k for k in t["aggregate"]["sub"] if k not in labels)
+    if (t["primary_metric"], extras) == (spec.primary_metric, spec.extra_metrics):
+        return spec  # the usual case; replace() costs more than the rest of this function
     return replace(spec, primary_metric=t["primary_metric"], extra_metrics=extras)
 
 
@@ -111,6 +114,9 @@ def _items_ok(out: list[Problem], t: dict, p: str) -> bool:
         return False
     # The item score is the primary metric's value: a score that disagrees with it was edited.
     key = t["primary_metric"] if "," in t["primary_metric"] else f"{t['primary_metric']},none"
+    sides = [it[side] for side in ("base", "tuned") for it in t["items"]]
+    if all(s["metrics"].get(key, _ABSENT) == s["score"] for s in sides):
+        return True  # exported scores equal their metric exactly; the loop below finds the first that does not
     for j, it in enumerate(t["items"]):
         for side in ("base", "tuned"):
             m = it[side]["metrics"]

@@ -60,7 +60,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from forgetbench.stats.dist import holm, mcnemar_exact, t_quantile, z_quantile
-from forgetbench.stats.intervals import Interval, mean_by_stratum, mover, paired_by_stratum
+from forgetbench.stats.intervals import (
+    Interval, binary_table, mean_by_stratum, mover, paired_by_stratum, tango_interval, wilson_interval,
+)
 
 LEVEL = 0.95
 SCHEME = "forgetbench-intervals/1"  # bump when any method below changes what it computes
@@ -101,7 +103,7 @@ def mean_of(intervals: Sequence[Interval]) -> Interval:
 
 
 __all__ = [
-    "Interval", "KL_BOOT_SEED", "KL_N_BOOT", "LEVEL", "METHODS", "SCHEME", "TEST", "holm", "mcnemar_exact",
-    "mean_by_stratum", "mean_interval", "mean_of", "paired_by_stratum", "paired_interval", "settings",
-    "t_quantile", "z_quantile",
+    "Interval", "KL_BOOT_SEED", "KL_N_BOOT", "LEVEL", "METHODS", "SCHEME", "TEST", "binary_table", "holm",
+    "mcnemar_exact", "mean_by_stratum", "mean_interval", "mean_of", "paired_by_stratum", "paired_interval",
+    "settings", "t_quantile", "tango_interval", "wilson_interval", "z_quantile",
 ]

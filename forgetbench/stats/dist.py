@@ -18,8 +18,9 @@ _CF_DF = 100  # from this df on, the Cornish-Fisher expansion is used
 
 
 @lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def z_quantile(level: float) -> float:
-    """Two-sided normal critical value: P(|Z| <= z) = level."""
+    """Two-sided normal critical value: P(|Z| <= z) = level (cached: called for every interval)."""
     return NormalDist().inv_cdf(0.5 + level / 2.0)
 
 

@@ -208,6 +208,32 @@ def _span(*xs: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
+# ---- independent unweighted 0/1 items: everything follows from four counts ---------------------------
+
+
+def binary_table(base: np.ndarray, tuned: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(n00, n01, n10, n11) of paired scores (n01: base 0, tuned 1) when every score is 0 or 1, else
+    None. For independent, unweighted 0/1 pairs these counts are all the statistics need: their
+    intervals are tango_interval / wilson_interval of them, exactly what paired_interval and
+    mean_interval compute from the items (a leaderboard build recomputes ~10^5 such tasks)."""
+    if not (_is01(base) and _is01(tuned)):
+        return None
+    kb, kt, n11 = int(np.count_nonzero(base)), int(np.count_nonzero(tuned)), int(np.count_nonzero(base * tuned))
+    return len(base) - kb - kt + n11, kt - n11, kb - n11, n11
+
+
+def tango_interval(up: int, down: int, n: int, level: float) -> Interval:
+    """"tango": the paired difference of n independent 0/1 pairs, `up` of them 0 -> 1 and `down` 1 -> 0."""
+    lo, hi = tango(up, down, n, z_quantile(level))
+    return Interval((up - down) / n, lo, hi, "tango")
+
+
+def wilson_interval(k: int, n: int, level: float) -> Interval:
+    """"wilson": the rate of k successes in n independent 0/1 items."""
+    lo, hi = wilson(k, n, z_quantile(level))
+    return Interval(k / n, lo, hi, "wilson")
+
+
 # ---- one stratum ----------------------------------------------------------------------------------------
 
 
@@ -216,9 +242,7 @@ def _paired_one(b: np.ndarray, t: np.ndarray, w: np.ndarray | None, unit: np.nda
     z = z_quantile(level)
     d = t - b
     if w is None and unit is None and _is01(b) and _is01(t):
-        up, down = float(np.count_nonzero(d > 0)), float(np.count_nonzero(d < 0))
-        lo, hi = tango(up, down, len(d), z)
-        return Interval((up - down) / len(d), lo, hi, "tango")
+        return tango_interval(int(np.count_nonzero(d > 0)), int(np.count_nonzero(d < 0)), len(d), level)
     ww = np.ones(len(d)) if w is None else w
     s = _sample(d, ww, unit)
     est = float(s.sums.sum() / s.n)
@@ -242,9 +266,7 @@ def _paired_one(b: np.ndarray, t: np.ndarray, w: np.ndarray | None, unit: np.nda
 def _mean_one(x: np.ndarray, w: np.ndarray | None, unit: np.ndarray | None, level: float) -> Interval:
     z = z_quantile(level)
     if w is None and unit is None and _is01(x):
-        k = float(np.count_nonzero(x))
-        lo, hi = wilson(k, len(x), z)
-        return Interval(k / len(x), lo, hi, "wilson")
+        return wilson_interval(int(np.count_nonzero(x)), len(x), level)
     ww = np.ones(len(x)) if w is None else w
     s = _sample(x, ww, unit)
     est = float(s.sums.sum() / s.n)

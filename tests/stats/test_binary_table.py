@@ -1,0 +1,46 @@
+"""paired._table_delta (a task's numbers from its 2x2 table) gives exactly what the item-level path
+gives: the intervals of stats.paired_interval / mean_interval and the flips counted item by item."""
+
+import numpy as np
+import pytest
+
+from forgetbench import stats
+from forgetbench.records import TaskSpec
+from forgetbench.stats import paired
+
+
+def _spec(hib: bool) -> TaskSpec:
+    return TaskSpec(name="t", role="probe", suites=(), version="1", primary_metric="acc", higher_is_better=hib,
+                    chance=0.0, cluster_key=None, strata_key=None, sources=(), yaml_path="")
+
+
+def _item_level(spec, role, xb, xt):
+    sign = 1.0 if (role == "target") == spec.higher_is_better else -1.0
+    d = stats.paired_interval(xb, xt)
+    right = (lambda x: x >= 0.5) if spec.higher_is_better else (lambda x: x < 0.5)
+    forgotten, learned = int((right(xb) & ~right(xt)).sum()), int((~right(xb) & right(xt)).sum())
+    return (stats.mean_interval(xb), stats.mean_interval(xt), d if sign > 0 else d.neg(), forgotten, learned)
+
+
+@pytest.mark.parametrize("hib", [True, False])
+@pytest.mark.parametrize("role", ["target", "probe"])
+def test_table_delta_matches_item_level(hib, role):
+    rng = np.random.default_rng(3)
+    spec = _spec(hib)
+    for n in (1, 2, 5, 20, 300):
+        for p in (0.0, 0.1, 0.5, 1.0):
+            xb = (rng.random(n) < p).astype(float)
+            xt = np.where(rng.random(n) < 0.2, 1 - xb, xb)
+            table = stats.binary_table(xb, xt)
+            assert table is not None and sum(table) == n
+            td = paired._table_delta(spec, role, "acc", table, 1.0 if (role == "target") == hib else -1.0)
+            base, tuned, delta, forgotten, learned = _item_level(spec, role, xb, xt)
+            assert (td.base, td.tuned, td.delta) == tuple(paired._est(i) for i in (base, tuned, delta))
+            assert (td.forgotten, td.learned, td.n) == (forgotten, learned, n)
+            assert td.p_mcnemar == stats.mcnemar_exact(forgotten, learned)
+
+
+def test_binary_table_refuses_other_scores():
+    assert stats.binary_table(np.array([0.0, 0.5]), np.array([1.0, 1.0])) is None
+    assert stats.binary_table(np.array([0.0, 1.0]), np.array([2.0, 1.0])) is None
+    assert stats.binary_table(np.array([0.0, 1.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0, 1.0])) == (1, 1, 1, 1)

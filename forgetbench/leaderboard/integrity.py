@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from collections import Counter
 from functools import lru_cache
+from itertools import chain
+from operator import itemgetter
 
 from forgetbench.tasks.data import docs_items, items_hash, load_docs
 from forgetbench.errors import UserError
@@ -41,6 +43,7 @@ BOOTSTRAP_V1 = {"n_boot": 10000, "seed": 0, "ci": LEVEL}
 # instructions followed); every other metric of the registry is 0/1 per item.
 FRACTION_METRICS = frozenset({"inst_level_strict_acc", "inst_level_loose_acc"})
 MAX_COUNT = 10_000  # `<metric>__n`: instructions per prompt
+_BINARY = frozenset((0, 1))  # a right/wrong metric's values (0.0 == 0, 1.0 == 1)
 
 
 def check(res: dict, tasks: dict[str, TaskSpec]) -> tuple[list[Problem], list[Problem]]:
@@ -178,7 +181,36 @@ def _range_problem(name: str, v) -> str | None:
     return None if v in (0, 1) else f"is {v!r}; {name.split(',')[0]} is 0 or 1 for each item (right or wrong)"
 
 
+def _values_clean(t: dict, spec: TaskSpec) -> bool:
+    """True only when _values would report nothing: a metric (and the score) at a time over all items,
+    in C-level passes (the per-item loop below finds the first problem and words it)."""
+    sides = [*map(itemgetter("base"), t["items"]), *map(itemgetter("tuned"), t["items"])]
+    if not set(map(itemgetter("score"), sides)) <= _BINARY:
+        return False  # fractions or counts as scores: the loop decides
+    metrics = list(map(itemgetter("metrics"), sides))
+    produced = _produced(spec)
+    for k in set(chain.from_iterable(metrics)):
+        name = k.split(",")[0]
+        if produced is not None and name not in produced and not k.endswith("__n"):
+            return False
+        try:
+            vals = list(map(itemgetter(k), metrics))
+        except KeyError:  # some items lack it
+            vals = [m[k] for m in metrics if k in m]
+        if k.endswith("__n"):
+            if not (min(vals) >= 1 and max(vals) <= MAX_COUNT and all(v == int(v) for v in vals)):
+                return False
+        elif name in FRACTION_METRICS:
+            if not (min(vals) >= 0 and max(vals) <= 1):
+                return False
+        elif not set(vals) <= _BINARY:
+            return False
+    return True
+
+
 def _values(t: dict, i: int, spec: TaskSpec, err) -> None:
+    if _values_clean(t, spec):
+        return
     produced = _produced(spec)
     seen: dict[str, tuple] = {}  # metric key -> first (item, side, value) with a problem, else None
     for j, it in enumerate(t["items"]):

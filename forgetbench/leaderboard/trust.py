@@ -108,10 +108,9 @@ def tuned_fingerprint(res: dict) -> str:
     """Hash of the tuned model's per-item results (task, item, score, response) of a schema-valid entry."""
     h = hashlib.sha256()
     for t in sorted(res["tasks"], key=lambda t: t["task"]):
-        for it in sorted(t["items"], key=lambda i: i["doc_id"]):
-            h.update(f"{t['task']}\x1f{it['doc_hash']}\x1f{it['tuned']['score']!r}\x1f".encode())
-            h.update(it["tuned"]["response"].encode("utf-8", "surrogatepass"))
-            h.update(b"\x1e")
+        # one update per task (the same bytes as one per field: a third of the time)
+        h.update("".join(f"{t['task']}\x1f{it['doc_hash']}\x1f{it['tuned']['score']!r}\x1f{it['tuned']['response']}\x1e"
+                         for it in sorted(t["items"], key=lambda i: i["doc_id"])).encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from forgetbench.stats.bootstrap import paired_bootstrap, percentile_ci  # noqa: E402
 from forgetbench.stats import LEVEL, mean_of, paired_interval, z_quantile  # noqa: E402
-from forgetbench.stats.intervals import tango  # noqa: E402
+from forgetbench.stats.score import tango  # noqa: E402
 
 NS = (48, 200, 1000, 5000)
 ACCS = (0.1, 0.5, 0.9)

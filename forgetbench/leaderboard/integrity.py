@@ -10,9 +10,9 @@ module checks the items and settings themselves:
   registry pins nothing for gets a warning that its rows could not be checked;
 - coverage: `pair.settings.suite` names a registered suite, every task of it is present (only the
   target may be added), and `pair.settings.tasks` lists exactly the tasks present;
-- values: every per-item metric is one the task produces and lies in its range (0/1 metrics are
-  exactly 0 or 1, instruction-level fractions in [0, 1], `__n` counts positive integers); a task with
-  a cluster/strata key has one on every item;
+- values (forgetbench.leaderboard.metric_values): every per-item metric is one the task produces and
+  lies in its range (0/1 metrics are exactly 0 or 1, instruction-level fractions in [0, 1], `__n`
+  counts positive integers); a task with a cluster/strata key has one on every item;
 - settings: the pair's tasks ran under the pair's settings; the bootstrap is the project's (format v1:
   n_boot 10000, seed 0, ci 0.95; KL: forgetbench.stats' KL bootstrap; format v2's `intervals` are
   compared by forgetbench.leaderboard.recompute); KL is measured on the target, per-sequence values are
@@ -25,25 +25,19 @@ from __future__ import annotations
 
 from collections import Counter
 from functools import lru_cache
-from itertools import chain
-from operator import itemgetter
 
 from forgetbench.tasks.data import docs_items, items_hash, load_docs
 from forgetbench.errors import UserError
 from forgetbench.records import TaskSpec
 from forgetbench.leaderboard.submission import RESULTS_FILE, Problem
 from forgetbench.leaderboard.checker import key_path
+from forgetbench.leaderboard.metric_values import check_values
 
 from forgetbench.stats import KL_BOOT_SEED, KL_N_BOOT, LEVEL
 
 # What `forgetbench eval` used for every format-v1 entry (its paired percentile bootstrap); format v2
 # stores `intervals`, which forgetbench.leaderboard.recompute compares with forgetbench.stats.settings().
 BOOTSTRAP_V1 = {"n_boot": 10000, "seed": 0, "ci": LEVEL}
-# Per-item metrics that are fractions (ifeval's instruction level: the share of a prompt's
-# instructions followed); every other metric of the registry is 0/1 per item.
-FRACTION_METRICS = frozenset({"inst_level_strict_acc", "inst_level_loose_acc"})
-MAX_COUNT = 10_000  # `<metric>__n`: instructions per prompt
-_BINARY = frozenset((0, 1))  # a right/wrong metric's values (0.0 == 0, 1.0 == 1)
 
 
 def check(res: dict, tasks: dict[str, TaskSpec]) -> tuple[list[Problem], list[Problem]]:
@@ -59,7 +53,7 @@ def check(res: dict, tasks: dict[str, TaskSpec]) -> tuple[list[Problem], list[Pr
         if spec is None:
             continue
         _keys(t, i, spec, err)
-        _values(t, i, spec, err)
+        check_values(t, i, spec, err)
         _rows(t, i, spec, err, lambda f, m: warnings.append(Problem(RESULTS_FILE, f, m)),
               res["pair"]["settings"].get("seed"))
     if res["kl"] is not None:
@@ -159,84 +153,6 @@ def _keys(t: dict, i: int, spec: TaskSpec, err) -> None:
             j = next(j for j, it in enumerate(t["items"]) if it[what] is None)
             err(f"tasks[{i}].items[{j}].{what}", f"is null; task {spec.name} groups its items by {key}, so every"
                 f" item carries its {what}")
-
-
-@lru_cache(maxsize=64)
-def _produced(spec: TaskSpec) -> frozenset[str] | None:
-    """Names of the per-item metrics the task's lm-eval config produces (None: config unreadable)."""
-    from forgetbench.tasks.registry import lm_eval_config
-
-    try:
-        cfg = lm_eval_config(spec)
-    except (OSError, ValueError, UserError):
-        return None
-    return frozenset(m["metric"] for m in cfg.get("metric_list") or () if isinstance(m, dict) and "metric" in m)
-
-
-def _range_problem(name: str, v) -> str | None:
-    if name.endswith("__n"):
-        return None if v == int(v) and 1 <= v <= MAX_COUNT else f"is {v!r}; a count is a whole number >= 1"
-    if name.split(",")[0] in FRACTION_METRICS:
-        return None if 0 <= v <= 1 else f"is {v!r}; {name.split(',')[0]} is a fraction in [0, 1]"
-    return None if v in (0, 1) else f"is {v!r}; {name.split(',')[0]} is 0 or 1 for each item (right or wrong)"
-
-
-def _values_clean(t: dict, spec: TaskSpec) -> bool:
-    """True only when _values would report nothing: a metric (and the score) at a time over all items,
-    in C-level passes (the per-item loop below finds the first problem and words it)."""
-    sides = [*map(itemgetter("base"), t["items"]), *map(itemgetter("tuned"), t["items"])]
-    if not set(map(itemgetter("score"), sides)) <= _BINARY:
-        return False  # fractions or counts as scores: the loop decides
-    metrics = list(map(itemgetter("metrics"), sides))
-    produced = _produced(spec)
-    for k in set(chain.from_iterable(metrics)):
-        name = k.split(",")[0]
-        if produced is not None and name not in produced and not k.endswith("__n"):
-            return False
-        try:
-            vals = list(map(itemgetter(k), metrics))
-        except KeyError:  # some items lack it
-            vals = [m[k] for m in metrics if k in m]
-        if k.endswith("__n"):
-            if not (min(vals) >= 1 and max(vals) <= MAX_COUNT and all(v == int(v) for v in vals)):
-                return False
-        elif name in FRACTION_METRICS:
-            if not (min(vals) >= 0 and max(vals) <= 1):
-                return False
-        elif not set(vals) <= _BINARY:
-            return False
-    return True
-
-
-def _values(t: dict, i: int, spec: TaskSpec, err) -> None:
-    if _values_clean(t, spec):
-        return
-    produced = _produced(spec)
-    seen: dict[str, tuple] = {}  # metric key -> first (item, side, value) with a problem, else None
-    for j, it in enumerate(t["items"]):
-        for side in ("base", "tuned"):
-            s = it[side]
-            for k, v in s["metrics"].items():
-                if k not in seen:
-                    name = k.split(",")[0]
-                    if produced is not None and name not in produced and not k.endswith("__n"):
-                        seen[k] = (j, side, None)
-                        continue
-                    seen[k] = None
-                if seen[k] is None and _range_problem(k, v):
-                    seen[k] = (j, side, v)
-            if s["score"] not in (0, 1) and _range_problem(t["primary_metric"], s["score"]):
-                err(f"tasks[{i}].items[{j}].{side}.score", _range_problem(t["primary_metric"], s["score"]))
-                return
-    for k, bad in seen.items():
-        if bad is None:
-            continue
-        j, side, v = bad
-        field = key_path(f"tasks[{i}].items[{j}].{side}.metrics", k)
-        if v is None:
-            err(field, f"is not a metric task {spec.name} produces ({', '.join(sorted(produced or ()))})")
-        else:
-            err(field, _range_problem(k, v))
 
 
 # ------------------------------------------------------------------------------------ rows

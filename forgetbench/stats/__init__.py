@@ -61,7 +61,7 @@ from typing import Any, Sequence
 
 from forgetbench.stats.dist import holm, mcnemar_exact, t_quantile, z_quantile
 from forgetbench.stats.intervals import (
-    Interval, binary_table, mean_by_stratum, mover, paired_by_stratum, tango_interval, wilson_interval,
+    Interval, binary_table, combine_strata, mean_by_stratum, mover, paired_by_stratum, tango_interval, wilson_interval,
 )
 
 LEVEL = 0.95
@@ -103,7 +103,7 @@ def mean_of(intervals: Sequence[Interval]) -> Interval:
 
 
 __all__ = [
-    "Interval", "KL_BOOT_SEED", "KL_N_BOOT", "LEVEL", "METHODS", "SCHEME", "TEST", "binary_table", "holm",
+    "Interval", "KL_BOOT_SEED", "KL_N_BOOT", "LEVEL", "METHODS", "SCHEME", "TEST", "binary_table", "combine_strata", "holm",
     "mcnemar_exact", "mean_by_stratum", "mean_interval", "mean_of", "paired_by_stratum", "paired_interval",
     "settings", "t_quantile", "tango_interval", "wilson_interval", "z_quantile",
 ]

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 
 from forgetbench.stats.dist import t_quantile, z_quantile
+from forgetbench.stats.score import is_binary, tango, wilson
 
 _EPS = 1e-9  # how far from a whole number a weighted count may be and still count as one
-_ROOT_TOL = 1e-13  # the score-interval limits are solved to this absolute precision
-_SMALL, _BINARY = 256, frozenset((0.0, 1.0))  # _is01's switch to numpy; the 0/1 values
 _ZERO_SE = 1e-12  # a standard error this small relative to the scores' size is rounding: treated as zero
 
 
@@ -40,87 +38,6 @@ class Interval:
 # ---- building blocks ----------------------------------------------------------------------------------
 
 
-def _root(f, a: float, b: float) -> float:
-    """The root of a decreasing f in [a, b] (f(a) >= 0 >= f(b)): Illinois regula falsi (superlinear),
-    bisecting while an end value is infinite."""
-    fa, fb, side = f(a), f(b), 0
-    for _ in range(200):
-        if b - a <= _ROOT_TOL:
-            break
-        c = 0.5 * (a + b)
-        if math.isfinite(fa) and math.isfinite(fb) and fa != fb:
-            x = (a * fb - b * fa) / (fb - fa)
-            if a < x < b:
-                c = x
-        fc = f(c)
-        if fc == 0:
-            return c
-        if fc > 0:
-            a, fa = c, fc
-            if side == 1:
-                fb *= 0.5
-            side = 1
-        else:
-            b, fb = c, fc
-            if side == -1:
-                fa *= 0.5
-            side = -1
-    return 0.5 * (a + b)
-
-
-def _bracket(f, est: float, step: float, end: float) -> float:
-    """The root of f between est and end (f changes sign there), searched from est in growing steps."""
-    a = est
-    while True:
-        b = est + step
-        if (b - end) * step >= 0:
-            b = end
-        if f(b) * f(a) <= 0 or b == end:
-            return _root(f, a, b) if step > 0 else _root(f, b, a)
-        a, step = b, 2 * step
-
-
-def tango(up: float, down: float, n: float, z: float) -> tuple[float, float]:
-    """Tango (1998) score interval for delta = p(up) - p(down) of paired binary data: n pairs, `up`
-    of them 0 -> 1 and `down` 1 -> 0 (counts may be fractional: effective counts).
-
-    Inverts Z(d) = (up - down - n d) / sqrt(n (2 p~ + d (1 - d))), p~ the MLE of p(down) restricted
-    to delta = d. With no discordant pair the limits are -+z^2 / (n + z^2), never [0, 0]."""
-    # A pure function of four numbers, and the same few counts recur across the tasks and entries a
-    # leaderboard build recomputes: solved once per process (floats in, so the cache never hands
-    # back another caller's numpy scalars).
-    return _tango(float(up), float(down), float(n), float(z))
-
-
-@lru_cache(maxsize=1 << 14)
-def _tango(up: float, down: float, n: float, z: float) -> tuple[float, float]:
-    est = (up - down) / n
-
-    def score(d: float) -> float:
-        bq = -up - down + (2 * n - up + down) * d
-        cq = -down * d * (1 - d)
-        p = (math.sqrt(max(bq * bq - 8 * n * cq, 0.0)) - bq) / (4 * n)
-        v = n * (2 * p + d * (1 - d))
-        num = up - down - n * d
-        if v <= 0:
-            return math.copysign(math.inf, num) if num else 0.0
-        return num / math.sqrt(v)
-
-    # First steps of the size of a Wald half-width with one pseudo-flip: limits are usually that close.
-    step = z * math.sqrt((up + down + 1) / n**2)
-    lo = -1.0 if est <= -1 else _bracket(lambda d: score(d) - z, est, -step, -1.0)
-    hi = 1.0 if est >= 1 else _bracket(lambda d: score(d) + z, est, step, 1.0)
-    return max(-1.0, min(lo, est)), min(1.0, max(hi, est))
-
-
-def wilson(x: float, n: float, z: float) -> tuple[float, float]:
-    """Wilson (1927) score interval for a proportion x / n (x may be fractional: effective counts)."""
-    z2 = z * z
-    centre = (x + z2 / 2) / (n + z2)
-    half = z * math.sqrt(max(x * (n - x) / n, 0.0) + z2 / 4) / (n + z2)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def mover(values: Sequence[float], los: Sequence[float], his: Sequence[float], coef: Sequence[float]):
     """MOVER (Zou & Donner 2008; Newcombe 2011): limits of sum(c_k theta_k) over independent estimates
     from each estimate's own limits (square-and-add of the distances to the limits)."""
@@ -135,12 +52,6 @@ def mover(values: Sequence[float], los: Sequence[float], his: Sequence[float], c
 
 def _whole(x: np.ndarray) -> bool:
     return bool(np.all(np.abs(x - np.round(x)) <= _EPS))
-
-
-def _is01(x: np.ndarray) -> bool:
-    if x.size <= _SMALL:  # a set of Python floats: ~6x faster than three ufuncs on a short array
-        return set(x.tolist()) <= _BINARY
-    return bool(np.count_nonzero((x == 0) | (x == 1)) == x.size)
 
 
 @dataclass(frozen=True)
@@ -216,7 +127,7 @@ def binary_table(base: np.ndarray, tuned: np.ndarray) -> tuple[int, int, int, in
     None. For independent, unweighted 0/1 pairs these counts are all the statistics need: their
     intervals are tango_interval / wilson_interval of them, exactly what paired_interval and
     mean_interval compute from the items (a leaderboard build recomputes ~10^5 such tasks)."""
-    if not (_is01(base) and _is01(tuned)):
+    if not (is_binary(base) and is_binary(tuned)):
         return None
     kb, kt, n11 = int(np.count_nonzero(base)), int(np.count_nonzero(tuned)), int(np.count_nonzero(base * tuned))
     return len(base) - kb - kt + n11, kt - n11, kb - n11, n11
@@ -241,12 +152,12 @@ def _paired_one(b: np.ndarray, t: np.ndarray, w: np.ndarray | None, unit: np.nda
                 level: float) -> Interval:
     z = z_quantile(level)
     d = t - b
-    if w is None and unit is None and _is01(b) and _is01(t):
+    if w is None and unit is None and is_binary(b) and is_binary(t):
         return tango_interval(int(np.count_nonzero(d > 0)), int(np.count_nonzero(d < 0)), len(d), level)
     ww = np.ones(len(d)) if w is None else w
     s = _sample(d, ww, unit)
     est = float(s.sums.sum() / s.n)
-    counts = _is01(b) and _is01(t) if w is None else (_whole(ww) and _whole(ww * b) and _whole(ww * t))
+    counts = is_binary(b) and is_binary(t) if w is None else (_whole(ww) and _whole(ww * b) and _whole(ww * t))
     if counts:
         up, down = float(np.dot(ww, np.maximum(d, 0))), float(np.dot(ww, np.maximum(-d, 0)))
         v_srs = ((up + down) / s.n - est * est) / s.n
@@ -265,12 +176,12 @@ def _paired_one(b: np.ndarray, t: np.ndarray, w: np.ndarray | None, unit: np.nda
 
 def _mean_one(x: np.ndarray, w: np.ndarray | None, unit: np.ndarray | None, level: float) -> Interval:
     z = z_quantile(level)
-    if w is None and unit is None and _is01(x):
+    if w is None and unit is None and is_binary(x):
         return wilson_interval(int(np.count_nonzero(x)), len(x), level)
     ww = np.ones(len(x)) if w is None else w
     s = _sample(x, ww, unit)
     est = float(s.sums.sum() / s.n)
-    if _is01(x) if w is None else (_whole(ww) and _whole(ww * x)):
+    if is_binary(x) if w is None else (_whole(ww) and _whole(ww * x)):
         f = _deff(s, s.robust_var(est), est * (1 - est) / s.n, level)
         lo, hi = wilson(est * s.n / f, s.n / f, z)
         return Interval(est, min(lo, est), max(hi, est), "wilson-deff")
@@ -329,8 +240,8 @@ def _sub(idx: np.ndarray, w: np.ndarray | None, unit: np.ndarray | None):
     return ws, us
 
 
-def _combine(parts: list[Interval]) -> Interval:
-    """Unweighted mean over strata (the task's aggregate), limits by MOVER."""
+def combine_strata(parts: list[Interval]) -> Interval:
+    """Unweighted mean over strata (the task's aggregate), limits by MOVER; `parts` in label order."""
     if len(parts) == 1:
         return parts[0]
     k = len(parts)
@@ -348,7 +259,7 @@ def paired_by_stratum(base, tuned, *, clusters: Sequence[Any] | None = None, str
     for idx, name in groups:
         ws, us = _sub(idx, w, unit)
         parts[name] = _paired_one(b[idx], t[idx], ws, us, level)
-    return _combine(list(parts.values())), ({} if strata is None else parts)
+    return combine_strata(list(parts.values())), ({} if strata is None else parts)
 
 
 def mean_by_stratum(x, *, clusters: Sequence[Any] | None = None, strata: Sequence[Any] | None = None,
@@ -361,4 +272,4 @@ def mean_by_stratum(x, *, clusters: Sequence[Any] | None = None, strata: Sequenc
     for idx, name in groups:
         ws, us = _sub(idx, w, unit)
         parts[name] = _mean_one(xs[idx], ws, us, level)
-    return _combine(list(parts.values())), ({} if strata is None else parts)
+    return combine_strata(list(parts.values())), ({} if strata is None else parts)

@@ -127,9 +127,10 @@ def _values(spec: TaskSpec, cols: Columns, key: str | None) -> tuple[np.ndarray,
 
 def _delta(spec, role, metric, xb, xt, w, clusters, strata, sign) -> TaskDelta:
     """One row: both rates and the signed delta with their intervals, flips and McNemar's p."""
-    table = stats.binary_table(xb, xt) if w is None and clusters is None and strata is None else None
-    if table is not None:
-        return _table_delta(spec, role, metric, table, sign)
+    if w is None and clusters is None:
+        tables = _tables(xb, xt, strata)
+        if tables is not None:
+            return _table_delta(spec, role, metric, tables, sign)
     right = (lambda x: x >= 0.5) if spec.higher_is_better else (lambda x: x < 0.5)
     rb, rt = right(xb), right(xt)
     opts = {"clusters": clusters, "strata": strata, "weights": w}
@@ -149,18 +150,27 @@ def _delta(spec, role, metric, xb, xt, w, clusters, strata, sign) -> TaskDelta:
     )
 
 
-def _table_delta(spec, role, metric, table: tuple[int, int, int, int], sign: float) -> TaskDelta:
-    """_delta of independent unweighted 0/1 pairs from their 2x2 table (stats.binary_table): the same
-    numbers from four counts instead of array passes over the items."""
-    n00, n01, n10, n11 = table
-    n = n00 + n01 + n10 + n11
-    d = stats.tango_interval(n01, n10, n, stats.LEVEL)
+def _tables(xb: np.ndarray, xt: np.ndarray, strata: np.ndarray | None) -> list[tuple[int, int, int, int]] | None:
+    """The 2x2 table of each stratum in label order (one without strata), None unless every score is 0/1."""
+    if strata is None:
+        tables = [stats.binary_table(xb, xt)]
+    else:
+        tables = [stats.binary_table(xb[sel], xt[sel]) for sel in (strata == s for s in sorted(set(strata.tolist())))]
+    return None if None in tables else tables
+
+
+def _table_delta(spec, role, metric, tables: list[tuple[int, int, int, int]], sign: float) -> TaskDelta:
+    """_delta of independent unweighted 0/1 pairs from their 2x2 tables (stats.binary_table), one per
+    stratum: the same numbers as the item-level path (per-stratum tango / wilson intervals combined by
+    stats.combine_strata) from four counts each instead of array passes over the items."""
+    d = stats.combine_strata([stats.tango_interval(t[1], t[2], sum(t), stats.LEVEL) for t in tables])  # n01 up, n10 down
+    base = stats.combine_strata([stats.wilson_interval(t[2] + t[3], sum(t), stats.LEVEL) for t in tables])
+    tuned = stats.combine_strata([stats.wilson_interval(t[1] + t[3], sum(t), stats.LEVEL) for t in tables])
+    up, down = sum(t[1] for t in tables), sum(t[2] for t in tables)
     # right = score 1 (or 0 when lower is better): forgotten = right for base, wrong for tuned
-    forgotten, learned = (n10, n01) if spec.higher_is_better else (n01, n10)
-    return TaskDelta(task=spec.name, role=role, metric=metric, n=n,
-                     base=_est(stats.wilson_interval(n10 + n11, n, stats.LEVEL)),
-                     tuned=_est(stats.wilson_interval(n01 + n11, n, stats.LEVEL)),
-                     delta=_est(d if sign > 0 else d.neg()), forgotten=forgotten, learned=learned,
+    forgotten, learned = (down, up) if spec.higher_is_better else (up, down)
+    return TaskDelta(task=spec.name, role=role, metric=metric, n=sum(map(sum, tables)), base=_est(base),
+                     tuned=_est(tuned), delta=_est(d if sign > 0 else d.neg()), forgotten=forgotten, learned=learned,
                      p_mcnemar=stats.mcnemar_exact(forgotten, learned))
 
 

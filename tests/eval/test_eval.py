@@ -33,7 +33,7 @@ def test_known_outcomes_give_hand_computed_drop_and_ci(tmp_path, capsys, fb_home
     assert t["delta"]["value"] == pytest.approx(2 / 3)  # drop = base - tuned
     # per-item drops are (0, 1, 1): 2 items forgotten, none learned, of 3: Tango's score interval
     from forgetbench.stats import z_quantile
-    from forgetbench.stats.intervals import tango
+    from forgetbench.stats.score import tango
 
     lo, hi = tango(0, 2, 3, z_quantile(0.95))  # of tuned - base
     assert (t["delta"]["lo"], t["delta"]["hi"], t["delta"]["method"]) == (-hi, -lo, "tango")

@@ -1,8 +1,8 @@
-"""integrity._values_clean (a metric at a time) never passes a task the per-item loop would report on."""
+"""metric_values.values_clean (a metric at a time) never passes a task the per-item loop would report on."""
 
 import pytest
 
-from forgetbench.leaderboard import integrity
+from forgetbench.leaderboard import metric_values
 from forgetbench.tasks import registry
 
 
@@ -30,8 +30,8 @@ def test_values_fast_path_agrees_with_the_loop(case, score, monkeypatch):
     spec = registry.get("ifeval")
     t = _task(CASES[case]) if score == "binary" else _task(CASES[case], lambda j, side: 0.25)
     fast, slow = [], []
-    integrity._values(t, 0, spec, lambda f, m: fast.append((f, m)))
-    monkeypatch.setattr(integrity, "_values_clean", lambda t, spec: False)
-    integrity._values(t, 0, spec, lambda f, m: slow.append((f, m)))
+    metric_values.check_values(t, 0, spec, lambda f, m: fast.append((f, m)))
+    monkeypatch.setattr(metric_values, "values_clean", lambda t, spec: False)
+    metric_values.check_values(t, 0, spec, lambda f, m: slow.append((f, m)))
     assert fast == slow
     assert (not slow) == (case in ("clean", "fraction ok", "some items lack a metric") and score == "binary")

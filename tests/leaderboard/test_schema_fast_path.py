@@ -1,4 +1,4 @@
-"""The schema's whole-task fast paths (_all_items_ok, _all_kl_items_ok) accept exactly what the per-item
+"""The schema's whole-task fast paths (itemcheck.all_items_ok, all_kl_items_ok) accept exactly what the per-item
 checks accept: a fast path that passed a bad item would let it skip its error message."""
 
 import copy
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from forgetbench.leaderboard import schema
+from forgetbench.leaderboard import itemcheck, schema
 
 
 def _item(i: int) -> dict:
@@ -62,11 +62,11 @@ ITEM_KEEPS = {
 def test_all_items_ok_agrees_with_item_ok(name, where):
     items = [_item(i) for i in range(8)]
     items[where] = {**ITEM_BREAKS, **ITEM_KEEPS}[name](copy.deepcopy(items[where]))
-    assert schema._all_items_ok(items) == all(map(schema._item_ok, items)) == (name in ITEM_KEEPS)
+    assert itemcheck.all_items_ok(items) == all(map(itemcheck.item_ok, items)) == (name in ITEM_KEEPS)
 
 
 def test_all_items_ok_on_good_items():
-    assert schema._all_items_ok([_item(i) for i in range(20)])
+    assert itemcheck.all_items_ok([_item(i) for i in range(20)])
 
 
 @pytest.mark.parametrize("field,value,ok", [
@@ -76,7 +76,7 @@ def test_all_items_ok_on_good_items():
 def test_all_kl_items_ok_agrees_with_kl_item_ok(field, value, ok):
     items = [_kl_item(i) for i in range(6)]
     items[3] = {**items[3], field: value}
-    assert schema._all_kl_items_ok(items) == all(map(schema._kl_item_ok, items)) == ok
+    assert itemcheck.all_kl_items_ok(items) == all(map(itemcheck.kl_item_ok, items)) == ok
 
 
 def test_a_bad_item_still_gets_its_message():

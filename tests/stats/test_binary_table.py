@@ -33,7 +33,7 @@ def test_table_delta_matches_item_level(hib, role):
             xt = np.where(rng.random(n) < 0.2, 1 - xb, xb)
             table = stats.binary_table(xb, xt)
             assert table is not None and sum(table) == n
-            td = paired._table_delta(spec, role, "acc", table, 1.0 if (role == "target") == hib else -1.0)
+            td = paired._table_delta(spec, role, "acc", [table], 1.0 if (role == "target") == hib else -1.0)
             base, tuned, delta, forgotten, learned = _item_level(spec, role, xb, xt)
             assert (td.base, td.tuned, td.delta) == tuple(paired._est(i) for i in (base, tuned, delta))
             assert (td.forgotten, td.learned, td.n) == (forgotten, learned, n)
@@ -44,3 +44,21 @@ def test_binary_table_refuses_other_scores():
     assert stats.binary_table(np.array([0.0, 0.5]), np.array([1.0, 1.0])) is None
     assert stats.binary_table(np.array([0.0, 1.0]), np.array([2.0, 1.0])) is None
     assert stats.binary_table(np.array([0.0, 1.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0, 1.0])) == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("hib", [True, False])
+def test_stratified_tables_match_item_level(hib):
+    rng = np.random.default_rng(5)
+    spec = _spec(hib)
+    for n in (2, 9, 40):
+        xb = (rng.random(n) < 0.6).astype(float)
+        xt = np.where(rng.random(n) < 0.3, 1 - xb, xb)
+        strata = np.array(["safe", "harmful", "b"])[rng.integers(0, 3, n)]
+        strata[:2] = ["safe", "harmful"]
+        tables = paired._tables(xb, xt, strata)
+        td = paired._table_delta(spec, "probe", "acc", tables, -1.0 if hib else 1.0)
+        d = stats.paired_interval(xb, xt, strata=strata)
+        assert td.delta == paired._est(d.neg() if hib else d)
+        assert td.base == paired._est(stats.mean_interval(xb, strata=strata))
+        assert td.tuned == paired._est(stats.mean_interval(xt, strata=strata))
+        assert td.delta.method.startswith("mover(")

@@ -10,7 +10,7 @@ from forgetbench import stats
 from forgetbench.stats import (
     Interval, holm, mcnemar_exact, mean_interval, mean_of, paired_interval, t_quantile, z_quantile,
 )
-from forgetbench.stats.intervals import tango, wilson
+from forgetbench.stats.score import tango, wilson
 
 Z = z_quantile(0.95)
 

@@ -52,7 +52,7 @@ _STR_OR_NONE = frozenset((str, type(None)))
 _NUMBER_TYPES = frozenset((int, float))
 
 
-def _numbers_ok(xs: list) -> bool:
+def numbers_ok(xs: list) -> bool:
     """Every value an int or a finite float (bools are not numbers here, as in _finite)."""
     if not set(map(type, xs)) <= _NUMBER_TYPES:
         return False
@@ -96,9 +96,9 @@ def all_items_ok(items: list) -> bool:
     if not _same_keys(sides, _SIDE_KEYS):
         return False
     metrics = list(map(itemgetter("metrics"), sides))
-    return (set(map(type, metrics)) == {dict} and _numbers_ok(list(map(itemgetter("score"), sides)))
+    return (set(map(type, metrics)) == {dict} and numbers_ok(list(map(itemgetter("score"), sides)))
             and _texts_ok(list(map(itemgetter("response"), sides)), 100_000)
-            and _numbers_ok(list(chain.from_iterable(map(dict.values, metrics))))
+            and numbers_ok(list(chain.from_iterable(map(dict.values, metrics))))
             and set(map(type, chain.from_iterable(metrics))) <= {str})
 
 
@@ -123,4 +123,4 @@ def all_kl_items_ok(items: list) -> bool:
         return False
     ints = list(chain.from_iterable(map(itemgetter(*KL_INTS), items)))
     return (set(map(type, ints)) == {int} and min(ints) >= 0
-            and _numbers_ok(list(chain.from_iterable(map(itemgetter(*KL_NUMBERS), items)))))
+            and numbers_ok(list(chain.from_iterable(map(itemgetter(*KL_NUMBERS), items)))))

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from forgetbench.errors import UserError
+from forgetbench.leaderboard.itemcheck import numbers_ok
 from forgetbench.leaderboard.submission import FORGOTTEN_CAP
 
 
@@ -80,6 +81,23 @@ def table_rows(entry_id: str, m: dict, r: dict, sha256: str, hib: dict[str, bool
     return "ok", (entry, *([tuple(row[c] for c in NAMES[t]) for row in rs] for t, rs in zip(TABLES[1:4], rest)))
 
 
+def _forgotten_first(items, higher_is_better: bool):
+    """The items entry_rows' forgotten loop should look at: the forgotten ones (right for base, wrong for
+    tuned), up to the cap, found in one pass when every score is a finite number (a schema-valid entry),
+    else all items (the loop then checks each value and reports the first bad one)."""
+    try:
+        sb, st = [it["base"]["score"] for it in items], [it["tuned"]["score"] for it in items]
+    except (KeyError, TypeError):
+        return items
+    if not (numbers_ok(sb) and numbers_ok(st)):
+        return items
+    if higher_is_better:
+        pos = [j for j, (b, t) in enumerate(zip(sb, st)) if b >= 0.5 and t < 0.5]
+    else:
+        pos = [j for j, (b, t) in enumerate(zip(sb, st)) if b < 0.5 and t >= 0.5]
+    return [items[j] for j in pos[:FORGOTTEN_CAP]]
+
+
 def entry_rows(entry_id: str, m: dict, r: dict, sha256: str, hib: dict[str, bool],
           builtin: set[str] | None = None) -> tuple[dict, list[dict], list[dict], list[dict]]:
     """table_rows as dicts (raises ValueError / TypeError / AttributeError on a wrongly typed value)."""
@@ -117,7 +135,7 @@ def entry_rows(entry_id: str, m: dict, r: dict, sha256: str, hib: dict[str, bool
                 gain, gain_method = d, method_of(a.get("delta"))
         right = (lambda s: s >= 0.5) if hib.get(name, True) else (lambda s: s < 0.5)
         kept = 0
-        for it in t.get("items") or ():
+        for it in _forgotten_first(t.get("items") or (), hib.get(name, True)):
             if kept >= FORGOTTEN_CAP:
                 break
             ib, itu = it.get("base") or {}, it.get("tuned") or {}

@@ -75,6 +75,8 @@ def _mismatch(out: list[Problem], path: str, got, want) -> None:
 
 
 def _same(got, want) -> bool:
+    if type(got) is type(want) and got == want:
+        return True  # an honest export: the same value bit for bit (the tolerance below rarely matters)
     if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
         return close(got, want)
     return type(got) is type(want) and got == want

@@ -223,8 +223,15 @@ def with_tests(deltas: Sequence[TaskDelta], level: float = stats.LEVEL) -> list[
         p = adj.get(i, d.p_mcnemar)
         up, down = ("dropped", "improved") if d.role == "probe" else ("lost", "gained")
         verdict = "n.s." if p >= alpha or d.forgotten == d.learned else up if d.forgotten > d.learned else down
-        out.append(replace(d, p_holm=adj.get(i), verdict=verdict))
+        out.append(_tested(d, adj.get(i), verdict))
     return out
+
+
+def _tested(d: TaskDelta, p_holm: float | None, verdict: str) -> TaskDelta:
+    """replace(d, p_holm=..., verdict=...) without dataclasses.replace's generic field walk (a
+    leaderboard build makes ~10^5 of these)."""
+    return TaskDelta(d.task, d.role, d.metric, d.n, d.base, d.tuned, d.delta, d.forgotten, d.learned, d.sub,
+                     d.p_mcnemar, p_holm, verdict)
 
 
 def mean_drop(deltas: Sequence[TaskDelta]) -> Estimate | None:

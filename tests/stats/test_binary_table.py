@@ -62,3 +62,15 @@ def test_stratified_tables_match_item_level(hib):
         assert td.base == paired._est(stats.mean_interval(xb, strata=strata))
         assert td.tuned == paired._est(stats.mean_interval(xt, strata=strata))
         assert td.delta.method.startswith("mover(")
+
+
+def test_tested_is_replace():
+    """with_tests' constructor call keeps every field (it breaks if TaskDelta's fields change order)."""
+    from dataclasses import fields, replace
+
+    from forgetbench.records import Estimate, TaskDelta
+
+    values = {f.name: f"v{i}" for i, f in enumerate(fields(TaskDelta))}
+    values.update(base=Estimate(0.1, 0.0, 0.2), sub={"x": 1})
+    d = TaskDelta(**values)
+    assert paired._tested(d, 0.03, "dropped") == replace(d, p_holm=0.03, verdict="dropped")

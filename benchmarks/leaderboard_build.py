@@ -5,7 +5,9 @@ tasks) of 20 items each, a KL block of 32 sequences, aggregates and CIs computed
 forgetbench.stats.paired / forgetbench.kl.estimate exactly as `forgetbench export` would, so
 forgetbench.leaderboard.validate's recomputation agrees. The rows are synthetic (20 per task, not the registry's),
 so every entry is "stale", which validate and the site handle like any other. Prints generation time,
-then the default build (with validation) and the build without validation, per stage.
+then the default build (with validation) and the build without validation, per stage, with the CPU
+time and the peak resident memory of this process and its workers (generating the entries in this
+process counts too: for the build's own peak, generate with --keep DIR first and run again).
 
     python benchmarks/leaderboard_build.py [--n 1000] [--keep DIR] [--n-boot 10000]
 
@@ -168,6 +170,15 @@ def generate(root: Path, n: int, n_boot: int) -> None:
                     base={"hub_id": BASES[i % len(BASES)], "revision": None, "content_hash": res["pair"]["base_hash"]})
 
 
+def _peak_mb() -> str:
+    """Peak resident memory of this process and of the largest worker process so far (the goal: a
+    build of 10,000 entries within 1 GB)."""
+    import resource
+
+    me, kids = (resource.getrusage(w).ru_maxrss / 1024 for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return f"{me:.0f} MB main, {kids:.0f} MB largest worker"
+
+
 def _cpu() -> tuple[float, float]:
     import resource
 
@@ -201,7 +212,7 @@ def main(argv=None) -> int:
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items())
             print(f"{label}: {res.timings['total']:.2f}s for {res.n_entries} entries "
                   f"({res.n_excluded} excluded) [{stages}]; cpu {cpu[0]:.1f}s main + {cpu[1]:.1f}s workers,"
-                  f" load average {os.getloadavg()[0]:.1f}")
+                  f" load average {os.getloadavg()[0]:.1f}; peak RSS so far {_peak_mb()}")
     return 0
 
 

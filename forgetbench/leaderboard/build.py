@@ -103,23 +103,52 @@ def _basic_badges(meta: dict) -> tuple[str, ...]:
     return ("self-reported",)
 
 
-def collect(submissions: Path, *, validate: bool = True) -> tuple[list[Entry], dict[str, float]]:
-    """Every entry folder under `submissions`, validated and parsed; timings of both stages.
-
-    validate=True (always, except in benchmarks): forgetbench.leaderboard.validate's full check, including the
-    recomputation of every aggregate. validate=False: safe parsing and schema checks only."""
+def entry_folders(submissions: Path) -> list[Path]:
+    """The entry folders of a submissions root, in name order."""
     if not submissions.is_dir():
         raise UserError(f"--submissions {submissions} is not a directory")
-    paths = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+class Streamed:
+    """validate_entries(receive=...): an entry's per-task, KL and forgotten-item rows go into the tables
+    (through a tables.Writer) as soon as its chunk comes back from a worker; only its entries row, which
+    waits for the verdict of the cross-entry checks, is kept. `ids`: the entries whose rows were stored
+    (write_entries deletes those of the ones that end up INVALID)."""
+
+    def __init__(self, writer: tables.Writer):
+        self.writer, self.ids = writer, set()
+
+    def __call__(self, digest):
+        kind, rows = digest
+        if kind != "ok":
+            return digest
+        entry, *rest = rows
+        for table, rs in zip(tables.TABLES[1:4], rest):
+            self.writer.add(table, rs)
+        self.ids.add(entry["entry_id"])
+        return kind, (entry, (), (), ())
+
+
+def collect(submissions: Path, *, validate: bool = True, paths: list[Path] | None = None,
+            stream: Streamed | None = None) -> tuple[list[Entry], dict[str, float]]:
+    """Every entry folder under `submissions` (or `paths`, its entry_folders), validated and parsed;
+    timings of both stages.
+
+    validate=True (always, except in benchmarks): forgetbench.leaderboard.validate's full check, including the
+    recomputation of every aggregate. validate=False: safe parsing and schema checks only. With
+    `stream` (validate=True only), the bulky table rows are stored while the validation runs."""
+    paths = entry_folders(submissions) if paths is None else paths
     entries = [Entry(entry_id=p.name, path=p, status="OK") for p in paths]
     t0 = time.perf_counter()
     if validate:
         from forgetbench.leaderboard.validate import validate_entries
 
         # The table rows are made where each entry is checked (in parallel), and only they come back:
-        # 10,000 parsed results.json would not fit in memory (~220 KB each).
+        # 10,000 parsed results.json would not fit in memory (~220 KB each), nor do their rows (~12 KB).
         digest = partial(tables.table_rows, hib=tables.higher_is_better(), builtin=tables.builtin_tasks())
-        reports = validate_entries(paths, root=submissions, while_waiting=_import_later_stages, digest=digest)
+        reports = validate_entries(paths, root=submissions, while_waiting=_import_later_stages, digest=digest,
+                                   receive=stream)
         for e, rep in zip(entries, reports, strict=True):
             _from_report(e, rep)
     else:
@@ -145,37 +174,55 @@ def collect(submissions: Path, *, validate: bool = True) -> tuple[list[Entry], d
 # ---- ingest -------------------------------------------------------------------------------------------
 
 
-def ingest(db_path: Path, entries: list[Entry]):
-    """A fresh DuckDB file with one table per entry aspect (schema in COLUMNS); returns the connection."""
-    import pandas as pd
-
+def open_db(db_path: Path):
+    """A fresh DuckDB file at `db_path` with the empty tables (tables.COLUMNS); returns the connection."""
     from forgetbench.runtime.dbfile import connect
 
     db_path.unlink(missing_ok=True)
+    con = connect(db_path)
+    try:
+        tables.create(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def ingest(db_path: Path, entries: list[Entry]):
+    """A fresh DuckDB file with one table per entry aspect (schema in tables.COLUMNS); returns the connection."""
+    writer = tables.Writer(partial(open_db, db_path))
+    try:
+        write_entries(writer, entries)
+    except BaseException:
+        writer.close()
+        raise
+    return writer.con
+
+
+def write_entries(writer: tables.Writer, entries: list[Entry], stream: Streamed | None = None) -> None:
+    """The entries and excluded tables, and the rows of every other table not yet stored by `stream`
+    (collect's): those of entries that ended INVALID after they were stored (the cross-entry checks,
+    the id check) are deleted again, so the tables hold exactly the rows of the valid entries."""
     hib, builtin = tables.higher_is_better(), tables.builtin_tasks()
-    data: dict[str, list[tuple]] = {k: [] for k in tables.COLUMNS}
+    kept = set()
     for e in entries:
         if e.status != "INVALID":
             kind, rows = e.rows or tables.table_rows(e.entry_id, e.meta, e.results, e.sha256, hib, builtin)
-            e.rows = None  # each entry's rows live only in `data` from here
+            e.rows = None  # each entry's rows live only in the tables from here
             if kind == "error":
                 e.status, e.errors = "INVALID", (*e.errors, f"cannot ingest: {rows}")
             else:
-                entry, tasks, kl, forgotten = rows
-                data["entries"].append(_with_verdict(entry, e))
-                data["entry_tasks"].extend(tasks)
-                data["entry_kl"].extend(kl)
-                data["entry_forgotten"].extend(forgotten)
+                entry, *rest = rows
+                writer.add("entries", [_with_verdict(entry, e)])
+                for table, rs in zip(tables.TABLES[1:4], rest):
+                    writer.add(table, rs)
+                kept.add(e.entry_id)
                 continue
-        data["excluded"].append((tables.printable(e.path.name), json.dumps([tables.printable(x) for x in e.errors])))
-    con = connect(db_path)
-    for table, cols in tables.COLUMNS.items():
-        con.execute(f"CREATE TABLE {table} ({cols})")
-        if data[table]:
-            df = pd.DataFrame(data.pop(table), columns=tables.NAMES[table])  # noqa: F841 (read by duckdb by name)
-            con.execute(f"INSERT INTO {table} SELECT * FROM df")
-            del df
-    return con
+        writer.add("excluded", [(tables.printable(e.path.name), json.dumps([tables.printable(x) for x in e.errors]))])
+    writer.flush()
+    dropped = sorted(stream.ids - kept) if stream is not None else []
+    for table in tables.TABLES[1:4] if dropped else ():
+        writer.con.execute(f"DELETE FROM {table} WHERE list_contains(?, entry_id)", [dropped])
 
 
 # ---- orchestration ----------------------------------------------------------------------------------------
@@ -212,19 +259,32 @@ def build(submissions: Path, out: Path, *, templates: Path | None = None, valida
 
     t0 = time.perf_counter()
     out = _check_out(out, submissions)
-    entries, timings = collect(submissions, validate=validate)
+    paths = entry_folders(submissions)
     with staged(out, _owned) as new:
-        t1 = time.perf_counter()
-        con = ingest(new / DB_FILE, entries)
-        t2 = time.perf_counter()
+        # The entries' table rows go into the DuckDB file as they are made (collect's `stream`), so they
+        # are never all in memory at once.
+        writer = tables.Writer(partial(open_db, new / DB_FILE))
         try:
-            site.render(con, new, templates=templates)
+            n_ok, n_excluded, timings = _collect_and_ingest(writer, submissions, paths, validate)
+            t2 = time.perf_counter()
+            site.render(writer.con, new, templates=templates)
         finally:
-            con.close()
+            writer.close()
     t3 = time.perf_counter()
-    timings.update({"ingest": t2 - t1, "render": t3 - t2, "total": t3 - t0})
+    timings.update({"render": t3 - t2, "total": t3 - t0})
+    return BuildResult(out=out, n_entries=n_ok, n_excluded=n_excluded, timings=timings)
+
+
+def _collect_and_ingest(writer: tables.Writer, submissions: Path, paths: list[Path], validate: bool):
+    """(valid entries, excluded entries, timings): collect and write_entries. Nothing of the entries
+    outlives this call: the render that follows reads them back from the tables (~200 MB for 10,000)."""
+    stream = Streamed(writer) if validate else None
+    entries, timings = collect(submissions, validate=validate, paths=paths, stream=stream)
+    t1 = time.perf_counter()
+    write_entries(writer, entries, stream)
+    timings["ingest"] = time.perf_counter() - t1
     n_ok = sum(e.status != "INVALID" for e in entries)
-    return BuildResult(out=out, n_entries=n_ok, n_excluded=len(entries) - n_ok, timings=timings)
+    return n_ok, len(entries) - n_ok, timings
 
 
 def cli_build(submissions: Path, out: Path, templates: Path | None = None) -> int:

@@ -31,7 +31,7 @@ from forgetbench.leaderboard.crosscheck import cross_checks
 from forgetbench.leaderboard.entry import ENTRY_FILES, CheckedEntry, check_consistency, load_entry, summarize
 from forgetbench.tasks import registry
 from forgetbench.errors import UserError
-from forgetbench.runtime.fanout import chunked_map
+from forgetbench.runtime.fanout import chunked_imap, no_gc
 from forgetbench.leaderboard.submission import (
     Problem,
 )
@@ -111,7 +111,8 @@ def _report(e: CheckedEntry, trust: Trust) -> EntryReport:
                        e.metadata, e.results, e.sha256, None if e.errors else e.digest)
 
 
-def validate_entries(paths, root: Path | None = None, while_waiting=None, digest=None) -> list[EntryReport]:
+def validate_entries(paths, root: Path | None = None, while_waiting=None, digest=None,
+                     receive=None) -> list[EntryReport]:
     """Reports for the entry folders in `paths` (a submissions root stands for all its entries).
 
     Duplicates and canonical base scores are checked against every entry of `root` and of the roots
@@ -123,7 +124,12 @@ def validate_entries(paths, root: Path | None = None, while_waiting=None, digest
     worker processes), is called where an entry is checked, on each entry to report on that passed the
     per-entry checks, after format v1 results were upgraded; its value is the report's `digest`
     (None on an invalid report) and reports carry no `results`: a root of 10,000 parsed entries
-    would not fit in memory (the leaderboard builder makes its table rows this way)."""
+    would not fit in memory (the leaderboard builder makes its table rows this way).
+
+    `receive(digest)`, if given, runs in this process on each digest as soon as its chunk of entries
+    comes back from a worker (in order, before the cross-entry checks), and its value replaces the digest
+    (the leaderboard builder stores the bulky table rows at once and keeps only what waits for the
+    verdict). It is not called on an entry without a digest; its errors are the caller's (they propagate)."""
     targets, roots = _discover(paths, root)
     trust = Trust(roots)
     vprobs: list[Problem] = list(trust.problems)
@@ -138,7 +144,7 @@ def validate_entries(paths, root: Path | None = None, while_waiting=None, digest
         jobs.setdefault(Path(p).absolute(), (Path(p), True))
     for p in (p for r in roots for p in entry_dirs(r)):
         jobs.setdefault(Path(p).absolute(), (Path(p), False))
-    loaded = dict(zip(jobs, _check_all(list(jobs.values()), tasks, vprobs, while_waiting, digest)))
+    loaded = dict(zip(jobs, _check_all(list(jobs.values()), tasks, vprobs, while_waiting, digest, receive), strict=True))
     mine = [loaded[Path(p).absolute()] for p in targets]
     universe = list(loaded.values())
     try:
@@ -189,12 +195,20 @@ def _check_chunk(jobs: list[tuple[Path, bool]], tasks: dict, vprobs: list[Proble
 
 
 def _check_all(jobs: list[tuple[Path, bool]], tasks: dict, vprobs: list[Problem], while_waiting=None,
-               digest=None) -> list[CheckedEntry]:
+               digest=None, receive=None) -> list[CheckedEntry]:
     """The per-entry work (parsing, schema, recomputed statistics) of every job, in order, spread over
     the cores for large roots (entries are independent; the cross-entry checks stay in the caller).
-    Failures of an entry become error entries inside the worker; a failed pool is redone here."""
-    return chunked_map(_check_chunk, jobs, tasks, vprobs, digest, min_per_worker=PARALLEL_MIN_ENTRIES, chunk=_CHUNK,
-                       while_waiting=while_waiting)
+    Failures of an entry become error entries inside the worker; what a failed pool had not handed
+    over yet is redone here (each chunk reaches `receive` once)."""
+    out: list[CheckedEntry] = []
+    for part in chunked_imap(_check_chunk, jobs, tasks, vprobs, digest, min_per_worker=PARALLEL_MIN_ENTRIES,
+                             chunk=_CHUNK, while_waiting=while_waiting):
+        with no_gc():  # thousands of entries kept: no full GC passes over them per chunk
+            for e in part if receive is not None else ():
+                if e.digest is not None:
+                    e.digest = receive(e.digest)
+            out += part
+    return out
 
 
 def _internal(x: Exception) -> Problem:

@@ -5,11 +5,16 @@ A pool costs ~0.1 s to start, so each caller says from how many items per worker
 that, on one core, or when the pool cannot start or dies (no /dev/shm, a killed worker), the work runs
 in this process instead and gives the same results. Workers are forked where the platform allows, so
 module-level state (and test patches) reach them.
+
+`chunked_imap` hands each chunk's results over as soon as it (and every chunk before it) is done, so
+a caller can store them and let them go instead of holding every result at once (the leaderboard
+builder's table rows); `chunked_map` is the list of them all.
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from forgetbench.runtime.hardware import cores
@@ -21,19 +26,57 @@ def chunked_map(fn, items: list, *args, min_per_worker: int, chunk: int, serial=
     `serial(items, *args)` replaces fn for the in-process path (e.g. to reuse state a worker cannot
     receive); `while_waiting()` runs here while the workers are busy, its errors ignored (a convenience:
     the caller meets them again itself)."""
-    n = min(cores(), 1 + len(items) // min_per_worker)
-    if n > 1:
-        from concurrent.futures import ProcessPoolExecutor
+    return [x for part in chunked_imap(fn, items, *args, min_per_worker=min_per_worker, chunk=chunk, serial=serial,
+                                       while_waiting=while_waiting) for x in part]
 
-        chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+
+def chunked_imap(fn, items: list, *args, min_per_worker: int, chunk: int, serial=None,
+                 while_waiting=None) -> Iterator[list]:
+    """The results of fn(chunk, *args) (a list; None counts as []) for consecutive chunks of `items`, in
+    order, each as soon as it is done. Arguments as chunked_map's; in this process (one core, few items,
+    a failed pool) `serial` runs on the same chunks, so results come in the same steps either way.
+
+    When the pool fails, the chunks not yet handed over are redone here: every chunk is handed over
+    exactly once. When the caller stops early (an error in its own work), chunks not yet started are
+    cancelled."""
+    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+    done = 0  # chunks handed over
+    n = min(cores(), 1 + len(items) // min_per_worker)
+    for part in _pooled(fn, chunks, args, n, while_waiting) if n > 1 else ():
+        done += 1
+        yield part
+    for c in chunks[done:]:
+        yield (serial or fn)(c, *args) or []
+
+
+def _pooled(fn, chunks: list, args: tuple, n: int, while_waiting) -> Iterator[list]:
+    """The chunks' results from a pool of n workers, in order, until all are done or the pool fails (then
+    it stops quietly: the caller redoes the rest)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    try:
+        pool = ProcessPoolExecutor(max_workers=n)
+    except Exception:  # noqa: BLE001 - the pool cannot start
+        return
+    finished = False
+    try:
         try:
-            with _no_gc(), ProcessPoolExecutor(max_workers=n) as pool:
-                futures = [pool.submit(fn, c, *args) for c in chunks]
-                _run_quietly(while_waiting)  # after the submits: the workers are forked by then
-                return [x for f in futures for x in (f.result() or [])]
-        except Exception:  # noqa: BLE001 - the pool failed, not an item: redo it all here
-            pass
-    return (serial or fn)(items, *args) or []
+            futures = [pool.submit(fn, c, *args) for c in chunks]
+        except Exception:  # noqa: BLE001 - the workers cannot start
+            return
+        _run_quietly(while_waiting)  # after the submits: the workers are forked by then
+        for i, f in enumerate(futures):
+            try:
+                with no_gc():
+                    part = f.result() or []
+            except Exception:  # noqa: BLE001 - the pool failed, not an item (fn reports its items' errors)
+                return
+            futures[i] = None  # the caller decides how long a result lives
+            yield part
+        finished = True
+    finally:
+        # The caller stopped early or the pool failed: do not wait for chunks nobody will take.
+        pool.shutdown(wait=True, cancel_futures=not finished)
 
 
 def _run_quietly(fn) -> None:
@@ -45,9 +88,11 @@ def _run_quietly(fn) -> None:
 
 
 @contextmanager
-def _no_gc():
-    """Receiving thousands of parsed files (millions of acyclic dicts and lists) would trigger full
-    cyclic-GC passes over everything received so far, again and again; nothing here makes cycles."""
+def no_gc():
+    """No cyclic GC in this block. Receiving thousands of parsed files (millions of acyclic dicts and
+    lists) would trigger full cyclic-GC passes over everything received so far, again and again; a
+    caller storing what it receives (the leaderboard builder) uses it too. Only for code that makes no
+    reference cycles (they would live until the block ends)."""
     was = gc.isenabled()
     gc.disable()
     try:

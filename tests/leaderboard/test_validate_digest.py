@@ -63,3 +63,44 @@ def test_a_value_the_tables_cannot_hold_is_a_cannot_ingest_error(tmp_path):
     """table_rows reports a wrongly typed value instead of raising (it runs inside the validator)."""
     kind, why = tables.table_rows("x-1", {"base": "not a mapping"}, {"tasks": []}, "", {})
     assert (kind, why) == ("error", "metadata base/tuned must be mappings")
+
+
+def test_rows_stored_before_the_cross_checks_leave_with_the_entry(subs, tmp_path, monkeypatch):  # noqa: F811
+    """The builder stores an entry's task, KL and forgotten rows as its chunk comes back from a worker,
+    before the cross-entry checks; an entry those checks reject (here a duplicate pair) must leave no
+    row behind, and the tables must equal those of a build that made every row at the end."""
+    import shutil
+
+    import yaml
+
+    root = tmp_path / "submissions"
+    shutil.copytree(subs, root)
+    shutil.copytree(root / "par-1", root / "par-9")  # same pair as par-1: the later entry is a duplicate
+    md = yaml.safe_load((root / "par-9" / "metadata.yaml").read_text())
+    (root / "par-9" / "metadata.yaml").write_text(yaml.safe_dump({**md, "id": "par-9"}, sort_keys=False))
+    monkeypatch.setattr(validate, "PARALLEL_MIN_ENTRIES", 2)
+    monkeypatch.setattr(tables, "BATCH_ROWS", 1)  # store every chunk's rows at once
+    stored = []
+    real_call = leaderboard.Streamed.__call__
+
+    def spy(self, digest):
+        stored.append(digest[1][0]["entry_id"])
+        return real_call(self, digest)
+
+    monkeypatch.setattr(leaderboard.Streamed, "__call__", spy)
+    leaderboard.build(root, tmp_path / "a")
+    assert "par-9" in stored  # its rows were stored before the duplicate was found
+    monkeypatch.setattr(tables, "BATCH_ROWS", 10**9)
+    real = validate.validate_entries
+
+    def without_digest(*args, digest=None, **kw):
+        return real(*args, **kw)
+
+    monkeypatch.setattr(validate, "validate_entries", without_digest)
+    leaderboard.build(root, tmp_path / "b")
+    a, b = _tables(tmp_path / "a" / "leaderboard.duckdb"), _tables(tmp_path / "b" / "leaderboard.duckdb")
+    assert a == b
+    assert "duplicate" in dict(a["excluded"])["par-9"]
+    for t in ("entry_tasks", "entry_kl", "entry_forgotten"):
+        ids = {r[0] for r in a[t]}
+        assert "par-9" not in ids and "par-1" in ids

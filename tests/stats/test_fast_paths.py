@@ -1,5 +1,6 @@
-"""paired._table_delta (a task's numbers from its 2x2 table) gives exactly what the item-level path
-gives: the intervals of stats.paired_interval / mean_interval and the flips counted item by item."""
+"""The statistics' fast paths give exactly what the general ones give: paired._table_delta (a task's
+numbers from its 2x2 tables) the intervals of stats.paired_interval / mean_interval and the flips counted
+item by item; bootstrap._tails the order statistics of a full sort."""
 
 import numpy as np
 import pytest
@@ -74,3 +75,25 @@ def test_tested_is_replace():
     values.update(base=Estimate(0.1, 0.0, 0.2), sub={"x": 1})
     d = TaskDelta(**values)
     assert paired._tested(d, 0.03, "dropped") == replace(d, p_holm=0.03, verdict="dropped")
+
+
+def test_percentile_tails_equal_the_full_sort():
+    """bootstrap._tails (sorting only the two tails) picks the same order statistics as a full sort,
+    ties and sorted input included, or declines."""
+    from forgetbench.stats import bootstrap as B
+
+    rng = np.random.default_rng(2)
+    used = 0
+    for trial in range(300):
+        n = int(rng.choice([2000, 2001, 9999, 10000]))
+        x = [rng.normal(size=n), rng.integers(0, 3, n).astype(float), np.sort(rng.gamma(2, 1, n)), np.full(n, 1.5),
+             rng.standard_cauchy(n)][trial % 5]
+        for level in (0.95, 0.5, 0.99):
+            qs = B._quantile_indexes(n, (1 - level) / 2)
+            full = np.sort(x)
+            want = (B._lerp(full[qs[0][1]], full[qs[0][2]], qs[0][0]), B._lerp(full[qs[1][1]], full[qs[1][2]], qs[1][0]))
+            got = B._tails(x, qs)
+            used += got is not None
+            assert got in (None, want)
+            assert B.percentile_ci(x, level) == want
+    assert used > 800

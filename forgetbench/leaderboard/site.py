@@ -2,9 +2,11 @@
 
 Safety model (every submission string is untrusted):
 - jinja2 with autoescape=True for every template, and no submission value is ever marked safe;
-- the only Markup produced here is `json_script`: JSON for <script type="application/json"> blocks,
+- the only Markup the site produces is `json_script` (forgetbench.leaderboard.templating): JSON for <script type="application/json"> blocks,
   with <, >, & escaped as \\u003c.. so no string can close the script element or open a comment;
 - hrefs are built only by `entry_href`, which refuses anything but a valid entry id;
+- texts made in Python for the templates (an estimate's points and CI) are plain strings, escaped
+  like everything else;
 - pages carry a CSP (default-src 'self'; script-src 'self'; style-src 'self'): no inline script or
   style attribute exists anywhere, and the JS/CSS come from static/.
 Templates can be overridden per file with --templates DIR (see leaderboard/README.md).
@@ -18,17 +20,15 @@ import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup
-
-from forgetbench.runtime.fanout import chunked_map
-from forgetbench.leaderboard.submission import FORGOTTEN_CAP, valid_id
-from forgetbench.eval.report import p_text
+from forgetbench.leaderboard import entry_pages
 from forgetbench.leaderboard.plots import Point, drop_at_gain, matched_gain_level, pareto_frontier, scatter
+from forgetbench.leaderboard.templating import assets_dir, entry_href, environment, texts
+from forgetbench.runtime import forked
+from forgetbench.runtime.hardware import cores
 from forgetbench.stats.fit import line_fit
-from forgetbench.paths import shipped
 
 N_COLOURS = 10  # static/leaderboard.css defines .c0 .. .c9
 
@@ -36,72 +36,6 @@ N_COLOURS = 10  # static/leaderboard.css defines .c0 .. .c9
 def _named(spec: str | None) -> str | None:
     """A model spec that is a name (the bundled model), not a local path or a fake script."""
     return spec if spec and not any(c in spec for c in "/\\:") and len(spec) <= 60 else None
-
-
-def assets_dir() -> Path:
-    """leaderboard/ of a checkout, or the copy a wheel carries inside the package."""
-    found = shipped("leaderboard", "templates")
-    if found is not None:
-        return found
-    raise FileNotFoundError("cannot find the leaderboard templates (leaderboard/templates)")
-
-
-# ---- filters ---------------------------------------------------------------------------------------
-
-def pts(x, signed: bool = False) -> str:
-    """A fraction as points (x100, one decimal), the unit of every score on the site."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    v = round(100 * x, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
-    return f"{v:+.1f}" if signed else f"{v:.1f}"
-
-
-def ci(lo, hi, signed: bool = True) -> str:
-    if lo is None or hi is None:
-        return ""
-    return f"[{pts(lo, signed)}, {pts(hi, signed)}]"
-
-
-def entry_href(entry_id: str, prefix: str = "entries/") -> str:
-    if not valid_id(entry_id):
-        raise ValueError(f"refusing to link to an invalid entry id {entry_id!r}")
-    return f"{prefix}{entry_id}.html"
-
-
-def json_script(data) -> Markup:
-    """JSON safe inside <script type="application/json">: nothing in it can end the element."""
-    s = json.dumps(data, ensure_ascii=False, allow_nan=False)
-    s = s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-    s = s.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return Markup(s)
-
-
-_DICT_ATTRS = frozenset(dir(dict))
-
-
-class _Environment(Environment):
-    """jinja's lookup with a shortcut for plain dicts: the templates read rows (dicts) as `e.title`,
-    and the default tries getattr first, raising and catching an AttributeError for every such
-    lookup (a third of an entry page's render time). Same results: a name that is a dict attribute
-    (`.get`, `.items`) still goes the default way; for any other name getattr on a dict fails anyway."""
-
-    def getattr(self, obj, attribute):
-        if type(obj) is dict and attribute not in _DICT_ATTRS:
-            try:
-                return obj[attribute]
-            except (KeyError, TypeError):
-                pass
-        return super().getattr(obj, attribute)
-
-
-def environment(templates: Path | None = None) -> Environment:
-    loaders = [FileSystemLoader(str(templates))] if templates else []
-    loaders.append(FileSystemLoader(str(assets_dir() / "templates")))
-    env = _Environment(loader=ChoiceLoader(loaders), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pts=pts, entry_href=entry_href, json_script=json_script, pvalue=p_text)
-    env.globals.update(ci=ci, forgotten_cap=FORGOTTEN_CAP)
-    return env
 
 
 # ---- ranking ---------------------------------------------------------------------------------------
@@ -130,16 +64,17 @@ def _records(con, sql: str) -> list[dict]:
 
 
 def _load(con) -> dict:
+    """What the top-level pages show: every entry's summary, not its task rows and forgotten items
+    (forgetbench.leaderboard.entry_pages reads those a range of entries at a time for the entry pages)."""
     entries = _records(con, "SELECT * FROM entries ORDER BY target, gain DESC NULLS LAST, entry_id")
-    by_entry = defaultdict(lambda: {"tasks": [], "forgotten": defaultdict(list)})
-    for t in _records(con, "SELECT * FROM entry_tasks ORDER BY entry_id, role DESC, task, sub"):
-        by_entry[t["entry_id"]]["tasks"].append(t)
-    for f in _records(con, "SELECT * FROM entry_forgotten ORDER BY entry_id, task, pos"):
-        by_entry[f["entry_id"]]["forgotten"][f["task"]].append(f)
+    probe_drop = defaultdict(dict)  # the index's columns of the probes' primary rows (entry pages: all)
+    for t in _records(con, "SELECT entry_id, task, delta, delta_lo, delta_hi FROM entry_tasks WHERE role = 'probe' AND sub = ''"):
+        texts(t, "delta")
+        probe_drop[t["entry_id"]][t["task"]] = t
     kl = {k["entry_id"]: k for k in _records(con, "SELECT * FROM entry_kl")}
     methods = sorted({e["method"] for e in entries})
     colour = {m: f"c{i % N_COLOURS}" for i, m in enumerate(methods)}
-    probes = sorted({t["task"] for t in _records(con, "SELECT DISTINCT task FROM entry_tasks WHERE role='probe' AND sub=''")})
+    probes = sorted({task for drops in probe_drop.values() for task in drops})
     for e in entries:
         e["badges"] = json.loads(e["badges"])
         e["warnings"] = json.loads(e["warnings"])
@@ -150,8 +85,10 @@ def _load(con) -> dict:
         e["base_label"] = e["base_hub_id"] or _named(e["base_spec"]) or e["base_hash"][:12]
         e["tuned_label"] = e["tuned_hub_id"] or e["tuned_hash"][:12]
         e["kl"] = kl.get(e["entry_id"])
-        e.update(by_entry[e["entry_id"]])
-        e["probe_drop"] = {t["task"]: t for t in e["tasks"] if t["role"] == "probe" and not t["sub"]}
+        texts(e, "gain")
+        texts(e, "mean_drop")
+        e["probe_drop"] = probe_drop.get(e["entry_id"], {})
+        e["probe_cells"] = [e["probe_drop"].get(p) for p in probes]  # the index's probe columns, in order
     by_target = defaultdict(list)
     for e in entries:  # entries using tasks outside the registry form their own groups, never ranked with it
         e["group"] = f"custom: {e['target']}" if e.get("custom") else e["target"]
@@ -248,6 +185,11 @@ PAGES: tuple[Page, ...] = (
 )
 
 
+# With many entries, write the pages in forked children (forgetbench.runtime.forked): forking costs ~0.1 s,
+# which pays off from a few hundred pages.
+PARALLEL_MIN_PAGES = 200
+
+
 def render(con, out: Path, templates: Path | None = None) -> None:
     env = environment(templates)
     ctx = _load(con)
@@ -258,31 +200,15 @@ def render(con, out: Path, templates: Path | None = None) -> None:
     shutil.copytree(assets_dir() / "static", out / "static", dirs_exist_ok=True)
     if templates and (templates / "static").is_dir():
         shutil.copytree(templates / "static", out / "static", dirs_exist_ok=True)
+    (out / "entries").mkdir(exist_ok=True)
+    for name in {p.template for p in PAGES} | {"entry.html"}:
+        env.get_template(name)  # compiled once, here: the children inherit them (and a syntax error is raised here)
+    top = partial(_write_pages, env, ctx, common, out)
+    n = min(cores(), 1 + len(ctx["entries"]) // PARALLEL_MIN_PAGES)
+    forked.run([lambda: top, *entry_pages.makers(con, ctx["entries"], env, common, out)], n)
+
+
+def _write_pages(env, ctx: dict, common: dict, out: Path) -> None:
     for p in PAGES:
         html = env.get_template(p.template).render(root="", page=p.file, **common, **p.context(ctx))
         (out / p.file).write_text(html, encoding="utf-8")
-    (out / "entries").mkdir(exist_ok=True)
-    _entry_pages(templates, ctx["entries"], common, out, env)
-
-
-# Entry pages are independent: with many of them, split over the available cores (a pool costs
-# ~0.1 s to start, which pays off from a few hundred pages).
-PARALLEL_MIN_PAGES = 200
-_PAGES_PER_TASK = 50
-
-
-def _entry_pages(templates: Path | None, entries: list[dict], common: dict, out: Path, env=None) -> None:
-    chunked_map(_write_entry_pages, entries, templates, common, out, min_per_worker=PARALLEL_MIN_PAGES,
-                chunk=_PAGES_PER_TASK, serial=lambda es, *args: _write_entry_pages(es, *args, env=env))
-
-
-_WORKER_ENVS: dict = {}  # per worker process: compile the templates once, not once per chunk
-
-
-def _write_entry_pages(entries: list[dict], templates: Path | None, common: dict, out: Path, env=None) -> None:
-    if env is None:
-        env = _WORKER_ENVS.get(templates) or _WORKER_ENVS.setdefault(templates, environment(templates))
-    tpl = env.get_template("entry.html")
-    for e in entries:
-        html = tpl.render(root="../", page="entry", e=e, **common)
-        (out / entry_href(e["entry_id"])).write_text(html, encoding="utf-8")

@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 from forgetbench.leaderboard.build import build
-from forgetbench.leaderboard.site import entry_href, json_script, tie_groups
+from forgetbench.leaderboard.site import tie_groups
+from forgetbench.leaderboard.templating import entry_href, json_script
 from forgetbench.leaderboard.plots import drop_at_gain, matched_gain_level, pareto_frontier
 from support import load_benchmark
 

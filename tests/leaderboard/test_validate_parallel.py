@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from forgetbench.runtime import fanout
-from forgetbench.leaderboard import site, validate
+from forgetbench.leaderboard import validate
 from support import load_benchmark
 
 gen = load_benchmark("leaderboard_build")
@@ -85,24 +85,3 @@ def test_a_crash_in_a_worker_is_an_error_on_that_entry(subs, monkeypatch):
     reports = _reports(subs, monkeypatch, 2)
     assert reports[2]["status"] == "invalid" and "internal error (RuntimeError: boom)" in reports[2]["errors"][-1]["problem"]
     assert [r["status"] == "invalid" for i, r in enumerate(reports) if i != 2] == [False] * 2 + [True, False, True, False]
-
-
-@pytest.mark.skipif(not FORK, reason="patches reach the workers only through fork")
-def test_entry_pages_written_by_the_pool_equal_the_serial_ones(tmp_path, monkeypatch):
-    env = site.environment()
-    common = {"legend_items": [], "n_entries": 1}
-    es = [{"entry_id": f"page-{i}"} for i in range(5)]
-
-    def render(min_pages: int) -> dict[str, str]:
-        out = tmp_path / str(min_pages)
-        (out / "entries").mkdir(parents=True)
-        monkeypatch.setattr(site, "PARALLEL_MIN_PAGES", min_pages)
-        monkeypatch.setattr(site, "_PAGES_PER_TASK", 2)
-        monkeypatch.setattr(env, "get_template", lambda name: env.from_string("{{ e.entry_id }} {{ root }}"))
-        monkeypatch.setattr(site, "environment", lambda templates=None: env)
-        site._entry_pages(None, es, common, out, env)
-        return {p.name: p.read_text() for p in (out / "entries").iterdir()}
-
-    serial = render(10**9)
-    assert serial == {f"page-{i}.html": f"page-{i} ../" for i in range(5)}
-    assert render(1) == serial

@@ -1,9 +1,12 @@
 """Render the leaderboard site from OUT/leaderboard.duckdb (tables written by forgetbench.leaderboard.build).
 
 Safety model (every submission string is untrusted):
-- jinja2 with autoescape=True for every template, and no submission value is ever marked safe;
-- the only Markup the site produces is `json_script` (forgetbench.leaderboard.templating): JSON for <script type="application/json"> blocks,
-  with <, >, & escaped as \\u003c.. so no string can close the script element or open a comment;
+- jinja2 with autoescape=True for every template, and no submission value is ever marked safe (a value
+  written straight into a page is escaped by markupsafe without being wrapped in Markup first:
+  forgetbench.leaderboard.templating's `escaped_output`);
+- the only Markup the site produces is `json_script` (in forgetbench.leaderboard.templating): JSON for
+  <script type="application/json"> blocks, with <, >, & escaped as \\u003c.. so no string can close
+  the script element or open a comment;
 - hrefs are built only by `entry_href`, which refuses anything but a valid entry id;
 - texts made in Python for the templates (an estimate's points and CI) are plain strings, escaped
   like everything else;

@@ -154,6 +154,7 @@ def collect(submissions: Path, *, validate: bool = True, paths: list[Path] | Non
     else:
         from forgetbench.leaderboard.submission import Invalid
 
+        hib, builtin = tables.higher_is_better(), tables.builtin_tasks()
         for e in entries:
             try:
                 e.meta, e.results, e.sha256 = _load(e.path)
@@ -163,6 +164,9 @@ def collect(submissions: Path, *, validate: bool = True, paths: list[Path] | Non
             problems = _schema_problems(e.meta, e.results)
             if problems:
                 e.status, e.errors = "INVALID", tuple(problems)
+            else:  # the table rows now, the parsed file dropped: 10,000 of them would not fit in memory
+                e.rows = tables.table_rows(e.entry_id, e.meta, e.results, e.sha256, hib, builtin)
+                e.results = {}
             e.badges = _basic_badges(e.meta)
     t1 = time.perf_counter()
     for e in entries:  # ids become file names and hrefs: enforced here whatever the validator said

@@ -8,7 +8,7 @@ module-level state (and test patches) reach them.
 
 `chunked_imap` hands each chunk's results over as soon as it (and every chunk before it) is done, so
 a caller can store them and let them go instead of holding every result at once (the leaderboard
-builder's table rows); `chunked_map` is the list of them all.
+builder's table rows).
 """
 
 from __future__ import annotations
@@ -20,21 +20,13 @@ from contextlib import contextmanager
 from forgetbench.runtime.hardware import cores
 
 
-def chunked_map(fn, items: list, *args, min_per_worker: int, chunk: int, serial=None, while_waiting=None) -> list:
-    """fn(items[i:i + chunk], *args) for every chunk, results concatenated in order (None counts as []).
-
-    `serial(items, *args)` replaces fn for the in-process path (e.g. to reuse state a worker cannot
-    receive); `while_waiting()` runs here while the workers are busy, its errors ignored (a convenience:
-    the caller meets them again itself)."""
-    return [x for part in chunked_imap(fn, items, *args, min_per_worker=min_per_worker, chunk=chunk, serial=serial,
-                                       while_waiting=while_waiting) for x in part]
-
-
 def chunked_imap(fn, items: list, *args, min_per_worker: int, chunk: int, serial=None,
                  while_waiting=None) -> Iterator[list]:
     """The results of fn(chunk, *args) (a list; None counts as []) for consecutive chunks of `items`, in
-    order, each as soon as it is done. Arguments as chunked_map's; in this process (one core, few items,
-    a failed pool) `serial` runs on the same chunks, so results come in the same steps either way.
+    order, each as soon as it is done. `serial(chunk, *args)` replaces fn for the in-process path (e.g. to
+    reuse state a worker cannot receive); `while_waiting()` runs here while the workers are busy, its
+    errors ignored (a convenience: the caller meets them again itself). In this process (one core,
+    few items, a failed pool) `serial` runs on the same chunks, so results come in the same steps either way.
 
     When the pool fails, the chunks not yet handed over are redone here: every chunk is handed over
     exactly once. When the caller stops early (an error in its own work), chunks not yet started are
@@ -67,8 +59,7 @@ def _pooled(fn, chunks: list, args: tuple, n: int, while_waiting) -> Iterator[li
         _run_quietly(while_waiting)  # after the submits: the workers are forked by then
         for i, f in enumerate(futures):
             try:
-                with no_gc():
-                    part = f.result() or []
+                part = f.result() or []
             except Exception:  # noqa: BLE001 - the pool failed, not an item (fn reports its items' errors)
                 return
             futures[i] = None  # the caller decides how long a result lives
@@ -89,10 +80,11 @@ def _run_quietly(fn) -> None:
 
 @contextmanager
 def no_gc():
-    """No cyclic GC in this block. Receiving thousands of parsed files (millions of acyclic dicts and
-    lists) would trigger full cyclic-GC passes over everything received so far, again and again; a
-    caller storing what it receives (the leaderboard builder) uses it too. Only for code that makes no
-    reference cycles (they would live until the block ends)."""
+    """No cyclic GC in this block: storing thousands of received results (millions of acyclic dicts
+    and lists) would trigger full cyclic-GC passes over everything so far, again and again (the
+    leaderboard validator). Only for code that makes no reference cycles (they would live until the
+    block ends). The pool's own thread unpickles results outside any such block: a caller keeping them
+    freezes them out of the GC instead (gc.freeze)."""
     was = gc.isenabled()
     gc.disable()
     try:

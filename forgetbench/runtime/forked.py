@@ -4,7 +4,7 @@ when its child was forked: its input is never pickled.
 For work whose input only this process can read, in pieces: the leaderboard's pages, whose rows come
 from a DuckDB file the build keeps open for writing (DuckDB locks it against every other process). A
 job is made by its maker just before its child is forked, so the maker can read the job's input then,
-and this process lets go of it once the child has it (fanout.chunked_map, by contrast, pickles every
+and this process lets go of it once the child has it (fanout.chunked_imap, by contrast, pickles every
 item to a pool).
 
 A job that fails in its child (an exception, a killed child) is made and run again here once the

@@ -42,18 +42,23 @@ def _tables(db: Path) -> dict[str, list]:
         con.close()
 
 
-def test_rows_made_by_the_validator_equal_rows_made_here(subs, tmp_path, monkeypatch):  # noqa: F811
-    """The default build takes its rows from the validator's digests; a validator that returns the parsed
-    files instead (the builder then makes the rows itself) must give the same database."""
-    monkeypatch.setattr(validate, "PARALLEL_MIN_ENTRIES", 2)
-    leaderboard.build(subs, tmp_path / "a")
+def _build_without_digest(monkeypatch, root, out) -> None:
+    """A build whose validator returns the parsed files instead of digests (the builder makes the rows)."""
     real = validate.validate_entries
 
     def without_digest(*args, digest=None, **kw):
         return real(*args, **kw)
 
     monkeypatch.setattr(validate, "validate_entries", without_digest)
-    leaderboard.build(subs, tmp_path / "b")
+    leaderboard.build(root, out)
+
+
+def test_rows_made_by_the_validator_equal_rows_made_here(subs, tmp_path, monkeypatch):  # noqa: F811
+    """The default build takes its rows from the validator's digests; a validator that returns the parsed
+    files instead (the builder then makes the rows itself) must give the same database."""
+    monkeypatch.setattr(validate, "PARALLEL_MIN_ENTRIES", 2)
+    leaderboard.build(subs, tmp_path / "a")
+    _build_without_digest(monkeypatch, subs, tmp_path / "b")
     a, b = _tables(tmp_path / "a" / "leaderboard.duckdb"), _tables(tmp_path / "b" / "leaderboard.duckdb")
     assert a == b and len(a["entries"]) == 5 and len(a["excluded"]) == 2
     assert json.loads(dict(a["excluded"])["par-3"])  # the tampered entry is listed with its errors
@@ -91,13 +96,7 @@ def test_rows_stored_before_the_cross_checks_leave_with_the_entry(subs, tmp_path
     leaderboard.build(root, tmp_path / "a")
     assert "par-9" in stored  # its rows were stored before the duplicate was found
     monkeypatch.setattr(tables, "BATCH_ROWS", 10**9)
-    real = validate.validate_entries
-
-    def without_digest(*args, digest=None, **kw):
-        return real(*args, **kw)
-
-    monkeypatch.setattr(validate, "validate_entries", without_digest)
-    leaderboard.build(root, tmp_path / "b")
+    _build_without_digest(monkeypatch, root, tmp_path / "b")
     a, b = _tables(tmp_path / "a" / "leaderboard.duckdb"), _tables(tmp_path / "b" / "leaderboard.duckdb")
     assert a == b
     assert "duplicate" in dict(a["excluded"])["par-9"]

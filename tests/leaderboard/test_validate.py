@@ -295,6 +295,44 @@ def test_parse_json_reads_numbers_exactly_as_the_strict_callbacks():
                                                                                  "x": 1e-300}
 
 
+def test_parse_json_finds_every_repeated_key_like_a_pairs_hook():
+    # parse_json lets the C decoder build objects and compares their key count with the ':' members
+    # counted outside strings: random documents (keys with colons, quotes and backslashes, repeats at
+    # any depth) must get the verdict and the value of a decoder with a duplicate-checking pairs hook.
+    import random
+
+    from forgetbench.leaderboard import submission as sub
+
+    rng = random.Random(7)
+    keys = ["a", "b", "a:b", r"q\"", r"\\", ":", r"\\:\"", r"\u00e9", r"\ud83d\ude00", ""]
+
+    def doc(depth: int) -> str:
+        r = rng.random()
+        if depth > 3 or r < 0.3:
+            return rng.choice(["1", '"x:y"', r'"\\"', '":"', "null", "[]", "{}", r'"a\\\":"'])
+        if r < 0.5:
+            return "[" + ", ".join(doc(depth + 1) for _ in range(rng.randint(0, 3))) + "]"
+        ks = [rng.choice(keys) for _ in range(rng.randint(0, 4))]
+        return "{" + ",".join(f'"{k}" : {doc(depth + 1)}' for k in ks) + "}"
+
+    seen = {True: 0, False: 0}
+    for _ in range(3000):
+        text = doc(0).encode()
+        try:
+            want = json.loads(text, object_pairs_hook=sub._unique_keys)
+        except ValueError:
+            want = None
+        try:
+            got = sub.parse_json(text)
+        except sub.Invalid as e:
+            assert want is None and "duplicate key" in e.problem.problem, text
+            seen[False] += 1
+            continue
+        assert got == want, text
+        seen[True] += 1
+    assert min(seen.values()) > 300, seen  # both verdicts were exercised
+
+
 def test_symlinks_and_oversize_files_are_refused_without_reading(root):
     entry = root / "fake-countdown"
     (entry / "results.json").unlink()

@@ -333,6 +333,15 @@ def test_parse_json_finds_every_repeated_key_like_a_pairs_hook():
     assert min(seen.values()) > 300, seen  # both verdicts were exercised
 
 
+def test_validate_dot_inside_an_entry_folder(root, monkeypatch):
+    # `cd submissions/<id> && forgetbench validate .` (with or without --root ..): the entry under its own
+    # name (not ''), its root found, checked once (not a duplicate of itself)
+    monkeypatch.chdir(root / "fake-countdown")
+    for kw in ({}, {"root": Path("..")}):
+        (r,) = validate_entries([Path(".")], **kw)
+        assert (r.entry, r.status, r.errors) == ("fake-countdown", "ok", ()), (kw, r.errors)
+
+
 def test_symlinks_and_oversize_files_are_refused_without_reading(root):
     entry = root / "fake-countdown"
     (entry / "results.json").unlink()

@@ -127,8 +127,7 @@ class Streamed:
         if kind != "ok":
             return digest
         entry, *rest = rows
-        for table, rs in zip(tables.TABLES[1:4], rest):
-            self.writer.add(table, rs)
+        self.writer.add_parts(rest)
         self.ids.add(entry["entry_id"])
         return kind, (entry, (), (), ())
 
@@ -221,14 +220,13 @@ def write_entries(writer: tables.Writer, entries: list[Entry], stream: Streamed 
             else:
                 entry, *rest = rows
                 writer.add("entries", [_with_verdict(entry, e)])
-                for table, rs in zip(tables.TABLES[1:4], rest):
-                    writer.add(table, rs)
+                writer.add_parts(rest)
                 kept.add(e.entry_id)
                 continue
         writer.add("excluded", [(tables.printable(e.path.name), json.dumps([tables.printable(x) for x in e.errors]))])
     writer.flush()
     dropped = sorted(stream.ids - kept) if stream is not None else []
-    for table in tables.TABLES[1:4] if dropped else ():
+    for table in tables.ENTRY_PARTS if dropped else ():
         writer.con.execute(f"DELETE FROM {table} WHERE list_contains(?, entry_id)", [dropped])
 
 

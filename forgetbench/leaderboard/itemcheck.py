@@ -17,8 +17,6 @@ from operator import eq, itemgetter
 from forgetbench.leaderboard.submission import DOC_HASH
 
 _ITEM_KEYS = frozenset(("doc_id", "doc_hash", "cluster", "stratum", "base", "tuned", "prompt"))
-
-
 _SIDE_KEYS = frozenset(("score", "metrics", "response"))
 
 
@@ -44,11 +42,7 @@ def item_ok(it) -> bool:
 
 
 _DOC_HASHES = re.compile(f"(?:{DOC_HASH.pattern}\n)*{DOC_HASH.pattern}")  # DOC_HASH, one per line
-
-
 _STR_OR_NONE = frozenset((str, type(None)))
-
-
 _NUMBER_TYPES = frozenset((int, float))
 
 
@@ -103,11 +97,7 @@ def all_items_ok(items: list) -> bool:
 
 
 KL_INTS = ("seq", "prompt_index", "n_tokens")
-
-
 KL_NUMBERS = ("fwd", "rev", "tv")
-
-
 _KL_ITEM_KEYS = frozenset(KL_INTS + KL_NUMBERS)
 
 

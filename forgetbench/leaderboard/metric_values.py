@@ -44,8 +44,8 @@ def _range_problem(name: str, v) -> str | None:
 
 
 def values_clean(t: dict, spec: TaskSpec) -> bool:
-    """True only when _values would report nothing: a metric (and the score) at a time over all items,
-    in C-level passes (the per-item loop below finds the first problem and words it)."""
+    """True only when check_values would report nothing: a metric (and the score) at a time over all
+    items, in C-level passes (check_values' per-item loop finds the first problem and words it)."""
     sides = [*map(itemgetter("base"), t["items"]), *map(itemgetter("tuned"), t["items"])]
     if not set(map(itemgetter("score"), sides)) <= _BINARY:
         return False  # fractions or counts as scores: the loop decides

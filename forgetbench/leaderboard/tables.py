@@ -78,7 +78,7 @@ def table_rows(entry_id: str, m: dict, r: dict, sha256: str, hib: dict[str, bool
     except (ValueError, TypeError, AttributeError) as err:
         return "error", str(err)
     entry, *rest = rows
-    return "ok", (entry, *([tuple(row[c] for c in NAMES[t]) for row in rs] for t, rs in zip(TABLES[1:4], rest)))
+    return "ok", (entry, *([tuple(row[c] for c in NAMES[t]) for row in rs] for t, rs in zip(ENTRY_PARTS, rest)))
 
 
 def _forgotten_first(items, higher_is_better: bool):
@@ -205,6 +205,8 @@ COLUMNS = {
 
 
 TABLES = tuple(COLUMNS)
+# The per-entry detail tables: an entry's task, KL and forgotten-item rows, in table_rows' order.
+ENTRY_PARTS = TABLES[1:4]
 
 
 NAMES = {t: [c.split()[0] for c in cols.split(", ")] for t, cols in COLUMNS.items()}
@@ -249,6 +251,11 @@ class Writer:
         self.n += len(self.pending[table]) - before
         if self.n >= BATCH_ROWS:
             self.flush()
+
+    def add_parts(self, parts) -> None:
+        """One entry's detail rows (table_rows' task, KL and forgotten rows), each into its table."""
+        for table, rows in zip(ENTRY_PARTS, parts, strict=True):
+            self.add(table, rows)
 
     def flush(self) -> None:
         import numpy as np

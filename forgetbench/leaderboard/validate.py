@@ -91,12 +91,13 @@ def entry_dirs(root: Path) -> list[Path]:
 
 def _discover(paths, root: Path | None) -> tuple[list[Path], list[Path]]:
     """(entries to report on, roots whose entries form the comparison set)."""
-    targets, roots = [], [] if root is None else [Path(root)]
-    inside = None if root is None else Path(root).absolute()
+    given = None if root is None else Path(root)
+    targets, roots = [], [] if given is None else [given]
+    inside = None if given is None else given.absolute()
     for p in map(Path, paths):
         # A folder directly inside the given root is always an entry (one report per path, in order);
         # a build's paths are (root / name), known to be inside without a stat.
-        within = inside is not None and (p.parent == roots[0] or p.absolute().parent == inside)
+        within = given is not None and (p.parent == given or p.absolute().parent == inside)
         if not within and p.is_dir() and not p.is_symlink() and is_root(p):
             roots.append(p)
             targets.extend(entry_dirs(p))

@@ -1,0 +1,105 @@
+"""forgetbench.leaderboard.submission: the files of an entry read and parsed defensively (capped reads,
+strict JSON: finite numbers, no repeated keys, bounded nesting), without the per-value callbacks or
+hooks where the file cannot need them."""
+
+import json
+
+import pytest
+
+
+def test_parse_json_reads_numbers_exactly_as_the_strict_callbacks():
+    # parse_json skips its per-number callbacks when no token could need them: the values must not change
+    from forgetbench.leaderboard import submission as sub
+
+    doc = (b'{"a": [1, -9223372036854775807, 0.1, 1e-5, 2.5E+99, -0.0, 1234567890123456789.25, 7e-99],'
+           b' "s": "x 1e5 9999999999"}')
+    strict = json.loads(doc, parse_float=sub._finite_float, parse_int=sub._small_int)
+    got = sub.parse_json(doc)
+    assert got == strict and repr(got) == repr(strict) and [type(x) for x in got["a"]] == [type(x) for x in strict["a"]]
+    for bad, msg in ((b'{"a": 1E400}', "overflows"), (b'{"a": 1.0e0309}', "overflows"),
+                     (b'{"a": -12345678901234567890}', "too large"), (b'{"a": [' + b"9" * 400 + b'.5]}', "overflows")):
+        with pytest.raises(sub.Invalid, match=msg):
+            sub.parse_json(bad)
+    # refused wherever the token stands: the document itself, after [ or , and whitespace, pretty-printed
+    for bad in (b"1e999", b" -2E+400", b"[1,\n  1e999]", b'{"a":\n\t-1.5e+400}', b"[1, 12345678901234567890]",
+                b'{"s": "ends in a backslash \\\\", "x": 1e999}'):
+        with pytest.raises(sub.Invalid, match="overflows|too large"):
+            sub.parse_json(bad)
+    # text that merely looks like such a number takes the careful path and parses the same
+    assert sub.parse_json(b'{"s": "12345678901234567890 e123", "x": 1e-300}') == {"s": "12345678901234567890 e123",
+                                                                                 "x": 1e-300}
+
+
+def test_parse_json_finds_every_repeated_key_like_a_pairs_hook():
+    # parse_json lets the C decoder build objects and compares their key count with the ':' members
+    # counted outside strings: random documents (keys with colons, quotes and backslashes, repeats at
+    # any depth) must get the verdict and the value of a decoder with a duplicate-checking pairs hook.
+    import random
+
+    from forgetbench.leaderboard import submission as sub
+
+    rng = random.Random(7)
+    keys = ["a", "b", "a:b", r"q\"", r"\\", ":", r"\\:\"", r"\u00e9", r"\ud83d\ude00", ""]
+
+    def doc(depth: int) -> str:
+        r = rng.random()
+        if depth > 3 or r < 0.3:
+            return rng.choice(["1", '"x:y"', r'"\\"', '":"', "null", "[]", "{}", r'"a\\\":"'])
+        if r < 0.5:
+            return "[" + ", ".join(doc(depth + 1) for _ in range(rng.randint(0, 3))) + "]"
+        ks = [rng.choice(keys) for _ in range(rng.randint(0, 4))]
+        return "{" + ",".join(f'"{k}" : {doc(depth + 1)}' for k in ks) + "}"
+
+    seen = {True: 0, False: 0}
+    for _ in range(3000):
+        text = doc(0).encode()
+        try:
+            want = json.loads(text, object_pairs_hook=sub._unique_keys)
+        except ValueError:
+            want = None
+        try:
+            got = sub.parse_json(text)
+        except sub.Invalid as e:
+            assert want is None and "duplicate key" in e.problem.problem, text
+            seen[False] += 1
+            continue
+        assert got == want, text
+        seen[True] += 1
+    assert min(seen.values()) > 300, seen  # both verdicts were exercised
+
+
+def test_read_capped_reads_whole_files_up_to_the_cap_and_a_file_that_grew(tmp_path, monkeypatch):
+    import os
+
+    from forgetbench.leaderboard import submission as sub
+
+    f = tmp_path / "results.json"
+    f.write_bytes(b"x" * 100)
+    assert sub.read_capped(f, 100) == b"x" * 100
+    with pytest.raises(sub.Invalid, match="100 bytes, over the 99-byte cap"):
+        sub.read_capped(f, 99)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(sub.Invalid, match="not a regular file"):
+        sub.read_capped(tmp_path / "fifo", 100)
+    # the file grows between the size check and the read: read on to the cap, and no further
+    real = os.lstat(f)
+    shrunk = os.stat_result((real.st_mode, *real[1:6], 10, *real[7:]))
+    monkeypatch.setattr(sub.os, "lstat", lambda p: shrunk)
+    assert sub.read_capped(f, 100) == b"x" * 100
+    with pytest.raises(sub.Invalid, match="over the 50-byte cap"):
+        sub.read_capped(f, 50)
+
+
+def test_hex_hashes_do_not_cost_the_careful_number_path(monkeypatch):
+    # every results.json holds sha256 hex ("...e039..."): that is not an exponent, so the callbacks stay off
+    from forgetbench.leaderboard import submission as sub
+
+    def never(token):
+        raise AssertionError(f"careful path taken for {token}")
+
+    monkeypatch.setattr(sub, "_finite_float", never)
+    monkeypatch.setattr(sub, "_small_int", never)
+    doc = b'{"h": "8f3e039b1e76cdc5e123d9", "x": [0.5, 1e-05, 12, -3.25e+12], "s": "ids 1234567890123456789"}'
+    assert sub.parse_json(doc)["x"] == [0.5, 1e-05, 12, -3.25e12]
+    quoted = b'{"s": "she said \\"1e999\\" and \\\\", "x": 2.5}'  # escaped quotes and backslash inside a string
+    assert sub.parse_json(quoted) == {"s": 'she said "1e999" and \\', "x": 2.5}

@@ -83,10 +83,12 @@ def _load(path: Path) -> tuple[dict, dict, str]:
 
 
 def _import_later_stages() -> None:
-    """Import what ingest and render need (~1 s: duckdb, pandas, jinja2) while validation runs in
-    worker processes, instead of after it."""
+    """Import what ingest and render need (~1 s: duckdb, pyarrow, jinja2; and pandas, which DuckDB
+    imports at its first scan of a Python object) while validation runs in worker processes, instead
+    of after it."""
     import duckdb  # noqa: F401
     import pandas  # noqa: F401
+    import pyarrow  # noqa: F401
 
     from forgetbench.leaderboard import site  # noqa: F401
 

@@ -53,3 +53,27 @@ def test_a_caller_that_stops_early_gets_its_error_not_the_fallback():
             if len(seen) >= 4:
                 raise RuntimeError("caller")
     assert [x for x, _ in seen] == [0, 1, 2, 3]
+
+
+class _Unpicklable:
+    """An argument that cannot be pickled: a pool that sent it with every chunk would fail."""
+
+    def __init__(self, offset: int):
+        self.offset = offset
+
+    def __reduce__(self):
+        raise TypeError("not picklable")
+
+
+def _square_by(chunk: list[int], arg: _Unpicklable) -> list[tuple[int, int, bool]]:
+    return [(x, x * x + arg.offset, os.getpid() == PARENT) for x in chunk]
+
+
+@pytest.mark.skipif(not FORK or fanout.cores() < 2, reason="needs a forked pool of 2+ workers")
+def test_forked_workers_get_the_arguments_once_not_per_chunk():
+    """The function and its arguments reach a forked worker when it starts (the leaderboard's task
+    registry was unpickled once per chunk of 8 entries): an argument that cannot be pickled works."""
+    parts = list(fanout.chunked_imap(_square_by, list(range(40)), _Unpicklable(3), min_per_worker=1, chunk=4))
+    got = [x for p in parts for x in p]
+    assert [x[:2] for x in got] == [(x, x * x + 3) for x in range(40)]
+    assert not any(x[2] for x in got)  # all from the pool: nothing fell back to this process

@@ -46,6 +46,11 @@ def ci(lo, hi, signed: bool = True) -> str:
 
 
 _KEYS: dict[str, tuple[str, str, str, str]] = {}
+# (signed, value, lo, hi) -> (text, ci): scores of n items take few distinct values, so a build of
+# thousands of entries formats the same estimates again and again (~3 us each). Equal keys give equal
+# texts (0.0 == -0.0 and 1 == 1.0 == True print alike); NaN never equals itself and is formatted anew.
+_TEXTS: dict[tuple, tuple[str, str]] = {}
+_TEXTS_MAX = 100_000
 
 
 def texts(row: dict, key: str, signed: bool = True) -> None:
@@ -53,8 +58,14 @@ def texts(row: dict, key: str, signed: bool = True) -> None:
     estimate's two texts, made once in Python. A jinja macro or filter per table cell costs ~8 us a call,
     which was most of the time of an entry page and of the index."""
     names = _KEYS.get(key) or _KEYS.setdefault(key, (f"{key}_lo", f"{key}_hi", f"{key}_text", f"{key}_ci"))
-    row[names[2]] = pts(row[key], signed)
-    row[names[3]] = ci(row[names[0]], row[names[1]], signed)
+    k = (signed, row[key], row[names[0]], row[names[1]])
+    made = _TEXTS.get(k)
+    if made is None:
+        made = pts(k[1], signed), ci(k[2], k[3], signed)
+        if len(_TEXTS) >= _TEXTS_MAX:
+            _TEXTS.clear()
+        _TEXTS[k] = made
+    row[names[2]], row[names[3]] = made
 
 
 def entry_href(entry_id: str, prefix: str = "entries/") -> str:

@@ -11,6 +11,12 @@ process counts too: for the build's own peak, generate with --keep DIR first and
 
     python benchmarks/leaderboard_build.py [--n 1000] [--keep DIR] [--n-boot 10000]
 
+The sites are written into a temporary folder (TMPDIR). On ext4 without a journal (the 2-core test
+machines), creating files soon after many others were deleted is slow: the kernel's inode allocator
+checks and skips recently freed inodes one by one. Rendering 10,000 pages took 13-19 s in a /tmp that
+earlier runs had filled and emptied against ~10 s in a fresh folder (kernel time of the page writers 7-12 s
+against ~2 s): to compare code, not file-system state, point TMPDIR at a new folder for each run.
+
 `write_entry` is also used by tests/test_leaderboard.py to produce small valid entries.
 """
 

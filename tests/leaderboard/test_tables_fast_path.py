@@ -35,7 +35,7 @@ def test_fast_selection_matches_the_loop(scores, hib, monkeypatch):
 
 
 def _stored(batches):
-    """Rows of entry_tasks after inserting each (rows, force_dataframe) batch through tables.Writer."""
+    """Rows of entry_tasks after inserting each batch (a list of rows) through tables.Writer."""
     import duckdb
 
     con = duckdb.connect()
@@ -57,8 +57,8 @@ def test_arrow_batches_store_what_a_dataframe_stores(monkeypatch):
     names = tables.NAMES["entry_tasks"]
 
     def row(i, **kw):
-        r = {n: None for n in names} | {"entry_id": f"e{i}", "task": "t✓ <b>", "n": 20, "base": 1, "delta": float("nan"),
-                                        "forgotten": 3, "p_mcnemar": 0.25, "verdict": "dropped"}
+        r = {n: None for n in names} | {"entry_id": f"e{i}", "task": "t✓ <b>", "n": 20, "base": 1,
+                                        "delta": float("nan"), "forgotten": 3, "p_mcnemar": 0.25, "verdict": "dropped"}
         return tuple((r | kw)[n] for n in names)
 
     rows = [row(i) for i in range(5)] + [row(9, base=0.5, sub="x" * 5000)]

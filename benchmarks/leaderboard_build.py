@@ -15,7 +15,8 @@ The sites are written into a temporary folder (TMPDIR). On ext4 without a journa
 machines), creating files soon after many others were deleted is slow: the kernel's inode allocator
 checks and skips recently freed inodes one by one. Rendering 10,000 pages took 13-19 s in a /tmp that
 earlier runs had filled and emptied against ~10 s in a fresh folder (kernel time of the page writers 7-12 s
-against ~2 s): to compare code, not file-system state, point TMPDIR at a new folder for each run.
+against ~2 s). A new TMPDIR for each run helps but does not isolate runs made within minutes of each
+other (each run deletes its own sites at the end): the render stage still took 9-17 s between such runs.
 
 `write_entry` is also used by tests/test_leaderboard.py to produce small valid entries.
 """

@@ -210,6 +210,7 @@ ENTRY_PARTS = TABLES[1:4]
 
 
 NAMES = {t: [c.split()[0] for c in cols.split(", ")] for t, cols in COLUMNS.items()}
+TYPES = {t: [c.split()[1] for c in cols.split(", ")] for t, cols in COLUMNS.items()}
 
 
 # Rows per INSERT. One batch of all 10,000 entries' rows (~350,000) added ~350 MB to the builder's peak
@@ -270,7 +271,6 @@ class Writer:
 # The Arrow type of each DuckDB column type in COLUMNS (JSON columns arrive as text; DuckDB checks them).
 _ARROW = {"VARCHAR": "string", "JSON": "string", "DOUBLE": "float64", "INTEGER": "int32", "BIGINT": "int64",
           "BOOLEAN": "bool_"}
-TYPES = {t: [c.split()[1] for c in cols.split(", ")] for t, cols in COLUMNS.items()}
 
 
 def _batch(table: str, rows: list[tuple]):
@@ -282,7 +282,7 @@ def _batch(table: str, rows: list[tuple]):
     import pyarrow as pa
 
     try:
-        return _arrow(pa, table, rows)
+        return _arrow(table, rows)
     except (pa.ArrowException, OverflowError, TypeError, ValueError):
         import numpy as np
         import pandas as pd
@@ -292,7 +292,9 @@ def _batch(table: str, rows: list[tuple]):
         return pd.DataFrame(cells, columns=NAMES[table], dtype=object, copy=False)
 
 
-def _arrow(pa, table: str, rows: list[tuple]):
+def _arrow(table: str, rows: list[tuple]):
+    import pyarrow as pa
+
     cols = [pa.array(c, type=getattr(pa, _ARROW[ty])(), from_pandas=True)
             for c, ty in zip(zip(*rows), TYPES[table], strict=True)]
     return pa.Table.from_arrays(cols, names=NAMES[table])

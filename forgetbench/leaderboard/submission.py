@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from forgetbench.train.methods import METHODS as TRAIN_METHODS, OTHER as OTHER_METHOD
@@ -176,8 +177,10 @@ def _depth_ok(obj: Any, limit: int = MAX_DEPTH) -> bool:
 
 
 # Only a number token with 20 digits in a row (a huge integer or mantissa) or a 3-digit exponent can
-# make _finite_float or _small_int refuse it; a file without one parses to the same values without
-# those per-number callbacks (~1 ms of a 90 KB results.json). The look is made outside strings, so the
+# make _finite_float or _small_int refuse it, and only those and a negative 19-digit integer (below
+# -2**63 orjson gives a float) can make orjson read a token differently from the stdlib; a file without
+# one parses to the same values without those per-number callbacks (~1 ms of a 90 KB results.json).
+# The look is made outside strings, so the
 # hex hashes every results.json holds ("...1e039...") do not count: with escaped backslashes and quotes
 # taken out, every remaining '"' opens or closes a string (the file is parsed as JSON anyway, so a file
 # where that is not so fails there); outside strings the only letters are those of true/false/null, so
@@ -199,7 +202,7 @@ def _scan(data: bytes) -> tuple[bool, int, int]:
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
     outside = b"".join(data.split(b'"')[0::2])
     shapes = outside.translate(_SHAPES)
-    risky = b"d" * 20 in shapes or b"eddd" in shapes or b"esddd" in shapes
+    risky = b"d" * 20 in shapes or b"eddd" in shapes or b"esddd" in shapes or b"s" + b"d" * 19 in shapes
     # Outside strings every bracket opens or closes a container: the deepest running count is the
     # nesting depth (what _depth_ok walks for YAML), found before parsing and in C (~0.05 ms, not ~0.7).
     a = np.frombuffer(outside.translate(None, _NOT_BRACKETS), np.uint8)
@@ -207,11 +210,40 @@ def _scan(data: bytes) -> tuple[bool, int, int]:
     return risky, int(np.cumsum(steps).max(initial=0)), outside.count(b":")
 
 
+def _keys(obj: Any) -> int:
+    """The number of keys of every mapping in a parsed document, walked one nesting level at a time."""
+    n, level = 0, [obj] if type(obj) is dict or type(obj) is list else []
+    while level:
+        nxt: list = []
+        for x in level:
+            if type(x) is dict:
+                n += len(x)
+                x = x.values()
+            for v in x:
+                if type(v) is dict or type(v) is list:
+                    nxt.append(v)
+        level = nxt
+    return n
+
+
 def parse_json(data: bytes, name: str = RESULTS_FILE) -> Any:
     text = _text(data, name)
     risky, depth, members = _scan(data)
     if depth > MAX_DEPTH:
         raise Invalid(Problem(name, "", f"nested deeper than {MAX_DEPTH} levels"))
+    if not risky:
+        # orjson reads a 70 KB results.json in ~0.2 ms against ~0.6 ms for the stdlib decoder (and ~1 ms
+        # more with its hooks), and gives the same values for every token a risky-free file holds (checked
+        # on millions of random numbers and strings, tests/leaderboard/test_submission.py). It keeps the last of
+        # a repeated key, so the keys are counted against the ':' members; a file it refuses or with a
+        # repeated key is read again below, where the problem is named the way it always was.
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if _keys(obj) == members:
+                return obj
     numbers = {} if not risky else {"parse_float": _finite_float, "parse_int": _small_int}
     try:
         # Objects are built by the C decoder (a key given twice keeps its last value) and only their

@@ -103,3 +103,53 @@ def test_hex_hashes_do_not_cost_the_careful_number_path(monkeypatch):
     assert sub.parse_json(doc)["x"] == [0.5, 1e-05, 12, -3.25e12]
     quoted = b'{"s": "she said \\"1e999\\" and \\\\", "x": 2.5}'  # escaped quotes and backslash inside a string
     assert sub.parse_json(quoted) == {"s": 'she said "1e999" and \\', "x": 2.5}
+
+
+def test_the_fast_decoder_reads_what_the_strict_stdlib_decoder_reads(monkeypatch):
+    # parse_json reads a file without risky tokens with orjson: random numbers of every shape (a negative
+    # 19-digit integer takes the careful path: orjson would make a float of -9999999999999999999) and strings with escapes, quotes, backslashes and non-ASCII text must give the values, types and
+    # reprs of json.loads with the strict callbacks; the fast path must really be the one taken.
+    import math
+    import random
+
+    from forgetbench.leaderboard import submission as sub
+
+    calls = []
+    real = sub.orjson.loads
+    monkeypatch.setattr(sub.orjson, "loads", lambda b: calls.append(1) or real(b))
+    rng = random.Random(11)
+    chars = [chr(c) for c in (*range(0x20, 0x7F), 0x0, 0x1F, 0xE9, 0x2028, 0xFEFF, 0x1F600, 0x10FFFF)]
+
+    def number() -> str:
+        r = rng.random()
+        if r < 0.3:  # any 53-bit mantissa, magnitudes 1e-98 to 1e97 (a 3-digit exponent is risky)
+            return repr(rng.choice((1, -1)) * math.ldexp((1 << 52) | rng.getrandbits(52), rng.randint(-380, 270)))
+        if r < 0.5:
+            return str(rng.randint(-10**18 + 1, 10**18 - 1))
+        if r < 0.7:
+            return f"{rng.randint(1, 9)}.{rng.randint(0, 10**15)}e{rng.randint(-99, 99)}"
+        return f"{rng.random():.{rng.randint(1, 17)}f}"
+
+    for _ in range(400):
+        values = [number() for _ in range(20)]
+        texts = [json.dumps(f"{i}" + "".join(rng.choice(chars) for _ in range(rng.randint(0, 8))),
+                            ensure_ascii=rng.random() < 0.5) for i in range(20)]
+        doc = ("{" + ", ".join(f"{t}: {v}" for t, v in zip(texts, values)) + f', "xs": [{", ".join(values)}]}}').encode()
+        want = json.loads(doc, parse_float=sub._finite_float, parse_int=sub._small_int,
+                          object_pairs_hook=sub._unique_keys)
+        got = sub.parse_json(doc)
+        assert repr(got) == repr(want) and [type(x) for x in got["xs"]] == [type(x) for x in want["xs"]], doc
+    assert len(calls) > 350  # the rest hold a 20-digit run (-0.00016054978411863326): the careful path
+    # a negative 19-digit integer: the careful path, and an int stays an int; 19 digits after a point do not count
+    calls.clear()
+    got = sub.parse_json(b"[-9999999999999999999, 9999999999999999999]")
+    assert got == [-9999999999999999999, 9999999999999999999] and all(type(x) is int for x in got) and not calls
+    assert sub.parse_json(b"[-0.0005836145779788718, 9223372036854775808]") == [-0.0005836145779788718,
+                                                                              9223372036854775808] and calls
+    # what orjson refuses (a lone surrogate, a BOM, NaN) or reads with a repeated key is read by the stdlib
+    # decoder and judged the way it always was
+    assert sub.parse_json(b'{"t": "\\ud800"}') == {"t": "\ud800"}  # validate rejects it later, naming the field
+    for bad, msg in ((b'\xef\xbb\xbf{"a": 1}', "invalid JSON"), (b'{"a": NaN}', "NaN is not allowed"),
+                     (b'{"a": {"b": 1, "b": 2}}', "duplicate key 'b'")):
+        with pytest.raises(sub.Invalid, match=msg):
+            sub.parse_json(bad)

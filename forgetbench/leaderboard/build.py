@@ -73,10 +73,11 @@ def _load(path: Path) -> tuple[dict, dict, str]:
     """metadata.yaml, results.json (hostile-safe parsing: size caps, no YAML aliases, finite numbers)
     and the sha256 of results.json."""
     from forgetbench.leaderboard import submission as sub
+    from forgetbench.leaderboard.strictjson import parse_json
 
     meta = sub.parse_yaml(sub.read_capped(path / sub.METADATA_FILE, sub.MAX_METADATA_BYTES))
     raw = sub.read_capped(path / sub.RESULTS_FILE, sub.MAX_RESULTS_BYTES)
-    results = sub.parse_json(raw)
+    results = parse_json(raw)
     if not isinstance(meta, dict) or not isinstance(results, dict):
         raise ValueError("metadata.yaml and results.json must each hold a mapping")
     return meta, results, hashlib.sha256(raw).hexdigest()

@@ -15,9 +15,9 @@ from typing import Any
 from forgetbench.leaderboard import integrity
 from forgetbench.leaderboard.recompute import check_numbers, duplicate_rows
 from forgetbench.leaderboard.schema import check_metadata, check_results
+from forgetbench.leaderboard.strictjson import parse_json
 from forgetbench.leaderboard.submission import (
-    MAX_METADATA_BYTES, MAX_RESULTS_BYTES, METADATA_FILE, RESULTS_FILE, Invalid, Problem, parse_json, parse_yaml,
-    read_capped,
+    MAX_METADATA_BYTES, MAX_RESULTS_BYTES, METADATA_FILE, RESULTS_FILE, Invalid, Problem, parse_yaml, read_capped,
 )
 from forgetbench.leaderboard.trust import base_identity, tuned_fingerprint
 from forgetbench.tasks.target_prompts import is_prompt_target

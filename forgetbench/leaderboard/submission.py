@@ -3,24 +3,20 @@
 An entry is a folder `submissions/<id>/` with `metadata.yaml` (written by the submitter) and
 `results.json` (written by `forgetbench export`); submissions/README.md documents the format.
 Everything here treats the files as hostile: sizes are capped before parsing, YAML aliases (bombs),
-NaN/Infinity, huge integers, duplicate keys and deep nesting are rejected, and every problem
-becomes a `Problem(file, field, problem)` instead of an exception. Cross-checks that need the
+duplicate keys and deep nesting are rejected (results.json: forgetbench.leaderboard.strictjson), and every
+problem becomes a `Problem(file, field, problem)` instead of an exception. Cross-checks that need the
 registry, the statistics or other entries live in forgetbench.leaderboard.validate.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 import stat
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
 
 from forgetbench.train.methods import METHODS as TRAIN_METHODS, OTHER as OTHER_METHOD
@@ -119,47 +115,14 @@ def read_capped(path: Path, cap: int) -> bytes:
     return data
 
 
-def _text(data: bytes, name: str) -> str:
+def text_of(data: bytes, name: str) -> str:
+    """A file's text: not empty, valid UTF-8 (the problem named otherwise)."""
     if not data.strip():
         raise Invalid(Problem(name, "", "is empty"))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise Invalid(Problem(name, "", f"is not valid UTF-8 (byte {e.start})")) from None
-
-
-def _no_constant(token: str):
-    raise ValueError(f"{token} is not allowed (numbers must be finite)")
-
-
-def _finite_float(token: str) -> float:
-    x = float(token)
-    if not math.isfinite(x):
-        raise ValueError(f"number {token[:30]} overflows a float")
-    return x
-
-
-def _small_int(token: str) -> int:
-    if len(token.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError(f"integer with {len(token)} digits is too large")
-    return int(token)
-
-
-def _unique_keys(pairs: list) -> dict:
-    out = dict(pairs)  # built in C; only a short dict needs the slow look at which key repeats
-    if len(out) == len(pairs):
-        return out
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k[:60]!r}")
-        out[k] = v
-    return out
-
-
-def _count_keys(kept: list, obj: dict) -> dict:
-    kept[0] += len(obj)
-    return obj
 
 
 def _depth_ok(obj: Any, limit: int = MAX_DEPTH) -> bool:
@@ -174,92 +137,6 @@ def _depth_ok(obj: Any, limit: int = MAX_DEPTH) -> bool:
             nxt += [v for v in (x.values() if type(x) is dict else x) if type(v) is dict or type(v) is list]
         level = nxt
     return not level
-
-
-# Only a number token with 20 digits in a row (a huge integer or mantissa) or a 3-digit exponent can
-# make _finite_float or _small_int refuse it, and only those and a negative 19-digit integer (below
-# -2**63 orjson gives a float) can make orjson read a token differently from the stdlib; a file without
-# one parses to the same values without those per-number callbacks (~1 ms of a 90 KB results.json).
-# The look is made outside strings, so the
-# hex hashes every results.json holds ("...1e039...") do not count: with escaped backslashes and quotes
-# taken out, every remaining '"' opens or closes a string (the file is parsed as JSON anyway, so a file
-# where that is not so fails there); outside strings the only letters are those of true/false/null, so
-# an 'e' followed by 3 digits is an exponent. Bytes methods only: a regular expression over the whole
-# file cost 2-5 ms, more than the callbacks it saves.
-_SHAPES = bytes(ord("d") if 48 <= c <= 57 else ord("e") if c in b"eE" else ord("s") if c in b"+-" else ord("x")
-                for c in range(256))
-
-
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"{}[]")
-
-
-def _scan(data: bytes) -> tuple[bool, int, int]:
-    """(a number token may need the careful callbacks, the nesting depth, the number of object members):
-    all read outside strings, where every ':' separates a key from its value in valid JSON."""
-    import numpy as np  # loaded already wherever files are validated
-
-    if b"\\" in data:  # a file without a backslash (no escapes at all) needs neither pass over it
-        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    outside = b"".join(data.split(b'"')[0::2])
-    shapes = outside.translate(_SHAPES)
-    risky = b"d" * 20 in shapes or b"eddd" in shapes or b"esddd" in shapes or b"s" + b"d" * 19 in shapes
-    # Outside strings every bracket opens or closes a container: the deepest running count is the
-    # nesting depth (what _depth_ok walks for YAML), found before parsing and in C (~0.05 ms, not ~0.7).
-    a = np.frombuffer(outside.translate(None, _NOT_BRACKETS), np.uint8)
-    steps = 1 - 2 * ((a == ord("}")) | (a == ord("]"))).astype(np.int32)  # +1 opens, -1 closes
-    return risky, int(np.cumsum(steps).max(initial=0)), outside.count(b":")
-
-
-def _keys(obj: Any) -> int:
-    """The number of keys of every mapping in a parsed document, walked one nesting level at a time."""
-    n, level = 0, [obj] if type(obj) is dict or type(obj) is list else []
-    while level:
-        nxt: list = []
-        for x in level:
-            if type(x) is dict:
-                n += len(x)
-                x = x.values()
-            for v in x:
-                if type(v) is dict or type(v) is list:
-                    nxt.append(v)
-        level = nxt
-    return n
-
-
-def parse_json(data: bytes, name: str = RESULTS_FILE) -> Any:
-    text = _text(data, name)
-    risky, depth, members = _scan(data)
-    if depth > MAX_DEPTH:
-        raise Invalid(Problem(name, "", f"nested deeper than {MAX_DEPTH} levels"))
-    if not risky:
-        # orjson reads a 70 KB results.json in ~0.2 ms against ~0.6 ms for the stdlib decoder (and ~1 ms
-        # more with its hooks), and gives the same values for every token a risky-free file holds (checked
-        # on millions of random numbers and strings, tests/leaderboard/test_submission.py). It keeps the last of
-        # a repeated key, so the keys are counted against the ':' members; a file it refuses or with a
-        # repeated key is read again below, where the problem is named the way it always was.
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            if _keys(obj) == members:
-                return obj
-    numbers = {} if not risky else {"parse_float": _finite_float, "parse_int": _small_int}
-    try:
-        # Objects are built by the C decoder (a key given twice keeps its last value) and only their
-        # sizes are summed; fewer keys than members means a repeated key: parsed again with the hook
-        # that names it (a pairs hook on every object cost ~1 ms of a 90 KB results.json).
-        kept = [0]
-        obj = json.loads(text, parse_constant=_no_constant, object_hook=partial(_count_keys, kept), **numbers)
-        if kept[0] != members:
-            obj = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys, **numbers)
-    except json.JSONDecodeError as e:
-        raise Invalid(Problem(name, "", f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")) from None
-    except ValueError as e:
-        raise Invalid(Problem(name, "", f"invalid JSON: {e}")) from None
-    except RecursionError:
-        raise Invalid(Problem(name, "", f"nested deeper than {MAX_DEPTH} levels")) from None
-    return obj
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -332,7 +209,7 @@ def _fast_yaml(text: str) -> Any:
 
 
 def parse_yaml(data: bytes, name: str = METADATA_FILE) -> Any:
-    text = _text(data, name)
+    text = text_of(data, name)
     try:
         obj = _fast_yaml(text)
     except Exception:  # noqa: BLE001 - whatever libyaml objects to, the strict loader reports

@@ -85,8 +85,9 @@ def test_hex_hashes_do_not_cost_the_careful_number_path(monkeypatch):
 
 def test_the_fast_decoder_reads_what_the_strict_stdlib_decoder_reads(monkeypatch):
     # parse_json reads a file without risky tokens with orjson: random numbers of every shape (a negative
-    # 19-digit integer takes the careful path: orjson would make a float of -9999999999999999999) and strings with escapes, quotes, backslashes and non-ASCII text must give the values, types and
-    # reprs of json.loads with the strict callbacks; the fast path must really be the one taken.
+    # 19-digit integer takes the careful path: orjson would make a float of -9999999999999999999) and
+    # strings with escapes, quotes, backslashes and non-ASCII text must give the values, types and reprs
+    # of json.loads with the strict callbacks; the fast path must really be the one taken.
     import math
     import random
 
@@ -112,7 +113,8 @@ def test_the_fast_decoder_reads_what_the_strict_stdlib_decoder_reads(monkeypatch
         values = [number() for _ in range(20)]
         texts = [json.dumps(f"{i}" + "".join(rng.choice(chars) for _ in range(rng.randint(0, 8))),
                             ensure_ascii=rng.random() < 0.5) for i in range(20)]
-        doc = ("{" + ", ".join(f"{t}: {v}" for t, v in zip(texts, values)) + f', "xs": [{", ".join(values)}]}}').encode()
+        pairs = ", ".join(f"{t}: {v}" for t, v in zip(texts, values))
+        doc = ("{" + pairs + f', "xs": [{", ".join(values)}]}}').encode()
         want = json.loads(doc, parse_float=sj._finite_float, parse_int=sj._small_int,
                           object_pairs_hook=sj._unique_keys)
         got = sj.parse_json(doc)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -25,7 +26,18 @@ from support import REPO
 
 ON_LINUX_ROOT = sys.platform.startswith("linux") and os.geteuid() == 0
 SYS_PYTHON = "/usr/bin/python3"
-AS_USER = ON_LINUX_ROOT and shutil.which("setpriv") is not None and os.access(SYS_PYTHON, os.X_OK)
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether an unprivileged user can import the package from `path` and reach the victim folder in
+    its tests/: every folder from / down searchable by others (not so for a checkout in root's 0700 home)."""
+    p = path.resolve()
+    searchable = all(d.stat().st_mode & stat.S_IXOTH for d in (*reversed(p.parents), p))
+    return searchable and bool(p.stat().st_mode & stat.S_IROTH)
+
+
+AS_USER = (ON_LINUX_ROOT and shutil.which("setpriv") is not None and os.access(SYS_PYTHON, os.X_OK)
+           and _reachable_by_others(REPO))
 
 # run one program through the sandbox and print the Outcome as JSON (used as an unprivileged user)
 _RUNNER = ("import json, sys; from dataclasses import asdict; from forgetbench.tasks.scoring import sandbox; "
@@ -55,7 +67,8 @@ def run(request, victim):
             os.environ["HOME"] = old or ""
         return
     if not AS_USER:
-        pytest.skip("the user-namespace path is exercised by becoming nobody (needs root, setpriv, /usr/bin/python3)")
+        pytest.skip("the user-namespace path is exercised by becoming nobody (needs root, setpriv, /usr/bin/python3"
+                    f" and a checkout every user can reach, which {REPO} is not if a folder above it is 0700)")
     os.chown(victim, 65534, 65534)
     for p in victim.iterdir():
         os.chown(p, 65534, 65534)

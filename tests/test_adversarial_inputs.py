@@ -332,3 +332,17 @@ def test_an_unreadable_data_file_is_named(data_dir, tmp_path, capsys, fb_home):
     code, err = _run(capsys, "eval", f"fake:{script}", f"fake:{script}", "--tasks", "gsm8k", "--data-dir", data_dir,
                      "--db", tmp_path / "s.duckdb")
     assert code == 2 and str(f) in _one_line(err)
+
+
+def test_the_input_fuzzer_runs_as_a_script_and_counts_every_case_clear(tmp_path):
+    # benchmarks/fuzz_inputs.py loads this module (its DAMAGE table and make_store); run the way the issue's
+    # closing counts are made, from another folder: every store and command-line case a clear error
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "FORGETBENCH_HOME": str(tmp_path / "home")}
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fuzz_inputs.py")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: [int(x) for x in line.split()[1:]] for line in out.stdout.splitlines()
+            if line.split() and line.split()[0] in ("store", "cli")}
+    assert set(rows) == {"store", "cli"}, out.stdout
+    for cases, clear, traceback, accepted, other, lost in rows.values():
+        assert cases > 30 and clear == cases and traceback == accepted == other == lost == 0, out.stdout

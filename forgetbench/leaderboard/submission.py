@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -125,18 +127,23 @@ def text_of(data: bytes, name: str) -> str:
         raise Invalid(Problem(name, "", f"is not valid UTF-8 (byte {e.start})")) from None
 
 
-def _depth_ok(obj: Any, limit: int = MAX_DEPTH) -> bool:
-    """Iterative (no recursion), so a deeply nested document cannot blow the stack here. Walks one
-    nesting level at a time and keeps only containers, so leaves cost one type test each."""
-    level = [obj] if type(obj) in (dict, list) else []
-    for _ in range(limit):
-        if not level:
-            return True
+def levels(obj: Any) -> Iterator[list]:
+    """The containers of a parsed document, one nesting level at a time: iterative (no recursion), so a
+    deeply nested document cannot blow the stack, and a caller can stop after any level; a leaf costs
+    one type test."""
+    level = [obj] if type(obj) is dict or type(obj) is list else []
+    while level:
+        yield level
         nxt: list = []
         for x in level:
-            nxt += [v for v in (x.values() if type(x) is dict else x) if type(v) is dict or type(v) is list]
+            for v in x.values() if type(x) is dict else x:
+                if type(v) is dict or type(v) is list:
+                    nxt.append(v)
         level = nxt
-    return not level
+
+
+def _depth_ok(obj: Any, limit: int = MAX_DEPTH) -> bool:
+    return next(islice(levels(obj), limit, None), None) is None  # at most `limit` levels of containers
 
 
 class _StrictLoader(yaml.SafeLoader):
